@@ -1,0 +1,165 @@
+"""Token shards on disk and a loader that samples batches from them without reading them whole.
+
+A corpus is tokenized once into flat binary files (uint16 when the vocabulary fits, else uint32),
+documents separated by the end-of-text token, opened with `np.memmap`. Which windows a batch takes
+is a pure function of (seed, step, micro-step, rank), so a resumed run sees exactly the batches an
+uninterrupted one would, and each data-parallel rank reads its own windows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmstack.errors import LmstackError
+from lmstack.io.corpora import Document
+from lmstack.io.tokenizer import Tokenizer
+
+SHARD_TOKENS = 1 << 26  # 64M tokens per shard file
+
+
+def _dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def write_split(docs: list[Document], tok: Tokenizer, out_dir: Path, split: str) -> dict:
+    """Tokenize documents into `{split}_NNN.bin` shards plus `{split}.txt` (the raw text, for compressors)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = _dtype(tok.vocab_size)
+    shards, buf, n_tokens, shard_idx = [], [], 0, 0
+
+    def flush() -> None:
+        nonlocal buf, shard_idx
+        if not buf:
+            return
+        arr = np.concatenate(buf).astype(dtype)
+        name = f"{split}_{shard_idx:03d}.bin"
+        tmp = out_dir / (name + ".tmp")
+        arr.tofile(tmp)
+        os.replace(tmp, out_dir / name)
+        shards.append({"file": name, "tokens": int(arr.size)})
+        buf, shard_idx = [], shard_idx + 1
+
+    pending = 0
+    for i in range(0, len(docs), 256):
+        chunk = docs[i : i + 256]
+        for ids in tok.encode_batch([d.text for d in chunk]):
+            a = np.asarray(ids + [tok.eot_id], dtype=np.int64)
+            buf.append(a)
+            pending += a.size
+            n_tokens += a.size
+            if pending >= SHARD_TOKENS:
+                flush()
+                pending = 0
+    flush()
+    text = "".join(d.text for d in docs)
+    (out_dir / f"{split}.txt").write_text(text, encoding="utf-8")
+    return {"shards": shards, "tokens": n_tokens, "bytes": len(text.encode("utf-8")), "documents": len(docs)}
+
+
+def build_dataset(train: list[Document], val: list[Document], tok: Tokenizer, out_dir: Path) -> Path:
+    """Write both splits and a meta.json; meta.json is written last, so its presence means complete."""
+    out_dir = Path(out_dir)
+    meta = {
+        "vocab_size": tok.vocab_size,
+        "dtype": _dtype(tok.vocab_size).name,
+        "eot_id": tok.eot_id,
+        "train": write_split(train, tok, out_dir, "train"),
+        "val": write_split(val, tok, out_dir, "val"),
+    }
+    tmp = out_dir / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, out_dir / "meta.json")
+    return out_dir
+
+
+@dataclass
+class TokenSplit:
+    """One split as a list of memmapped shards, addressed as if concatenated."""
+
+    shards: list[np.ndarray]
+    offsets: np.ndarray  # cumulative start of each shard
+
+    @classmethod
+    def open(cls, data_dir: Path, split: str) -> TokenSplit:
+        meta_path = Path(data_dir) / "meta.json"
+        if not meta_path.exists():
+            raise LmstackError(f"no tokenized dataset in {data_dir} (meta.json missing)")
+        meta = json.loads(meta_path.read_text())
+        dtype = np.dtype(meta["dtype"])
+        shards = []
+        for s in meta[split]["shards"]:
+            path = Path(data_dir) / s["file"]
+            if not path.exists() or path.stat().st_size != s["tokens"] * dtype.itemsize:
+                raise LmstackError(f"token shard {path} is missing or has the wrong size; rebuild the dataset")
+            shards.append(np.memmap(path, dtype=dtype, mode="r"))
+        if not shards:
+            raise LmstackError(f"the {split} split in {data_dir} is empty")
+        sizes = np.array([len(s) for s in shards])
+        return cls(shards, np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1] + len(self.shards[-1]))
+
+    def window(self, start: int, length: int) -> np.ndarray:
+        """Tokens [start, start+length) of the concatenation (may span shard boundaries)."""
+        out, pos = [], start
+        while length > 0:
+            i = int(np.searchsorted(self.offsets, pos, side="right") - 1)
+            local = pos - int(self.offsets[i])
+            piece = self.shards[i][local : local + length]
+            out.append(piece)
+            length -= len(piece)
+            pos += len(piece)
+        return np.concatenate(out).astype(np.int64)
+
+
+class Batches:
+    """Random windows of seq_len+1 tokens; inputs are the first seq_len, targets the last seq_len."""
+
+    def __init__(self, data_dir: Path, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0):
+        self.train = TokenSplit.open(data_dir, "train")
+        self.val = TokenSplit.open(data_dir, "val")
+        self.seq_len, self.batch_size, self.seed, self.rank = seq_len, batch_size, seed, rank
+        for name, split in (("train", self.train), ("val", self.val)):
+            if len(split) < seq_len + 1:
+                raise LmstackError(
+                    f"the {name} split has {len(split)} tokens, fewer than one window of {seq_len + 1}"
+                )
+
+    def _stack(self, split: TokenSplit, starts) -> tuple[torch.Tensor, torch.Tensor]:
+        w = np.stack([split.window(int(s), self.seq_len + 1) for s in starts])
+        t = torch.from_numpy(w)
+        return t[:, :-1].contiguous(), t[:, 1:].contiguous()
+
+    def get(self, step: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch for (step, micro-step) on this rank: deterministic, history-free."""
+        rng = np.random.default_rng([self.seed, step, micro, self.rank])
+        starts = rng.integers(0, len(self.train) - self.seq_len, size=self.batch_size)
+        return self._stack(self.train, starts)
+
+    def val_batches(self, n_batches: int):
+        """A fixed sample of validation windows, the same at every evaluation."""
+        rng = np.random.default_rng([self.seed, 1 << 30])
+        for _ in range(n_batches):
+            starts = rng.integers(0, len(self.val) - self.seq_len, size=self.batch_size)
+            yield self._stack(self.val, starts)
+
+    def val_sequential(self, batch_size: int):
+        """The whole val split in consecutive non-overlapping windows: every token scored once."""
+        n = len(self.val) - 1
+        starts = list(range(0, n, self.seq_len))
+        for i in range(0, len(starts), batch_size):
+            group = starts[i : i + batch_size]
+            lens = [min(self.seq_len, n - s) for s in group]
+            x = torch.full((len(group), self.seq_len), 0, dtype=torch.long)
+            y = torch.full((len(group), self.seq_len), -1, dtype=torch.long)
+            for j, (s, ln) in enumerate(zip(group, lens, strict=True)):
+                w = torch.from_numpy(self.val.window(s, ln + 1))
+                x[j, :ln], y[j, :ln] = w[:-1], w[1:]
+            yield x, y

@@ -1,0 +1,120 @@
+"""Pretraining: corpus -> tokenizer -> token shards -> model trained on next-token prediction.
+
+A run lives in one directory (runs/<name>/): run.json says what it was made from, tokenizer.json,
+ckpt.pt, metrics.jsonl and loss.png sit beside it, and `lmstack export` adds model.gguf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from lmstack.errors import LmstackError
+from lmstack.io.corpora import cache_dir, load_documents, split_documents
+from lmstack.io.shards import Batches, build_dataset
+from lmstack.io.tokenizer import Tokenizer, train_tokenizer
+from lmstack.model import Transformer, preset
+from lmstack.train.loop import TrainConfig, TrainResult, train
+
+DATA_FORMAT_VERSION = 1
+
+
+@dataclass
+class DataConfig:
+    source: str = "shakespeare"
+    vocab_size: int = 4096
+    tokenizer: str | None = None  # an existing tokenizer.json instead of training one
+    val_fraction: float = 0.05
+    split_seed: int = 0
+
+
+@dataclass
+class PretrainConfig:
+    out_dir: str = "runs/pretrain"
+    data: DataConfig = field(default_factory=DataConfig)
+    preset: str = "small"
+    model_overrides: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def prepare_data(dc: DataConfig, run_dir: Path, quiet: bool = False, reuse: bool = False) -> tuple[Tokenizer, Path]:
+    """Load and split the corpus, get a tokenizer, and tokenize once into a cache keyed by both.
+
+    With reuse (resuming), the run's own tokenizer.json is kept rather than retrained.
+    """
+    docs = load_documents(dc.source)
+    train_docs, val_docs = split_documents(docs, dc.val_fraction, dc.split_seed)
+    tok_path = run_dir / "tokenizer.json"
+    if dc.tokenizer:
+        tok = Tokenizer.load(dc.tokenizer)
+    elif reuse and tok_path.exists():
+        tok = Tokenizer.load(tok_path)
+    else:
+        if not quiet:
+            print(f"training a {dc.vocab_size}-token BPE tokenizer on {len(train_docs)} documents ...")
+        tok = train_tokenizer((d.text for d in train_docs), dc.vocab_size)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tok.save(tok_path)
+    key = hashlib.sha256(
+        json.dumps([DATA_FORMAT_VERSION, dc.source, dc.val_fraction, dc.split_seed,
+                    [(d.name, len(d.text)) for d in docs]]).encode() + tok.to_str().encode()
+    ).hexdigest()[:16]
+    data_dir = cache_dir() / "tokens" / key
+    if not (data_dir / "meta.json").exists():
+        if not quiet:
+            print(f"tokenizing {len(train_docs)} train / {len(val_docs)} val documents into {data_dir} ...")
+        build_dataset(train_docs, val_docs, tok, data_dir)
+    return tok, data_dir
+
+
+def build_model(cfg: PretrainConfig, vocab_size: int) -> Transformer:
+    mc = preset(cfg.preset, vocab_size=vocab_size, **cfg.model_overrides)
+    torch.manual_seed(cfg.train.seed)
+    return Transformer(mc)
+
+
+def sampler(tok: Tokenizer, prompt: str = "\n", n: int = 96, temperature: float = 0.8, seed: int = 0):
+    """A sample_fn for the training loop: a short seeded continuation of `prompt`."""
+
+    def sample(model: Transformer) -> str:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        idx = torch.tensor([tok.encode(prompt) or [tok.eot_id]], device=device)
+        g = torch.Generator(device=device).manual_seed(seed)
+        out = model.generate(idx, n, temperature=temperature, top_k=50, generator=g, stop_id=tok.eot_id)
+        model.train(was_training)
+        return prompt + tok.decode(out[0, idx.shape[1] :].tolist(), skip_special=True)
+
+    return sample
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> TrainResult:
+    run_dir = Path(cfg.out_dir)
+    run_json = run_dir / "run.json"
+    if resume and run_json.exists():
+        saved = json.loads(run_json.read_text())
+        if saved["data"] != asdict(cfg.data):
+            raise LmstackError(f"{run_dir} was trained on different data settings: {saved['data']}")
+    tok, data_dir = prepare_data(cfg.data, run_dir, quiet=not progress, reuse=resume)
+    model = build_model(cfg, tok.vocab_size)
+    if resume and not (run_dir / "ckpt.pt").exists():
+        raise LmstackError(f"--resume: no checkpoint in {run_dir}")
+    if not resume and (run_dir / "ckpt.pt").exists() and not overwrite:
+        raise LmstackError(f"{run_dir} already holds a checkpoint: use --resume, --overwrite or another --out")
+    data = Batches(data_dir, model.config.max_seq_len, cfg.train.batch_size, seed=cfg.train.seed)
+    tmp = run_json.with_name("run.json.tmp")
+    tmp.write_text(json.dumps({**asdict(cfg), "data_dir": str(data_dir),
+                               "model_config": model.config.to_dict(),
+                               "params": model.num_params(), "params_non_embedding": model.num_params(True)},
+                              indent=1))
+    tmp.replace(run_json)
+    if progress:
+        print(f"model: {model.num_params() / 1e6:.2f}M parameters "
+              f"({model.num_params(True) / 1e6:.2f}M non-embedding), {model.config}")
+    return train(model, data, cfg.train, run_dir, token_bytes=tok.token_byte_lengths(), resume=resume,
+                 sample_fn=sampler(tok, seed=cfg.train.seed), progress=progress)

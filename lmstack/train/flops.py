@@ -1,0 +1,26 @@
+"""The machine's own matmul peak: the denominator of model FLOPs utilisation on any device."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def measure_matmul_peak(device: str = "cpu", n: int = 1024, seconds: float = 0.5,
+                        dtype: torch.dtype = torch.float32) -> float:
+    """Best FLOP/s of an n x n matmul over a short loop; the best repeat filters out noise."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(3):
+        a @ b
+    sync()
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        sync()
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t))
+    return best

@@ -1,0 +1,69 @@
+"""Shared fixtures: a small synthetic corpus, a tokenizer and a tokenized dataset, all offline."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+WORDS = ("the king queen lord lady speak hear love death night day sword crown heart blood "
+         "thou thee thy doth hath good noble fair foul sweet cruel gentle brave").split()
+NAMES = ["ROMEO", "JULIET", "HAMLET", "OPHELIA", "KING", "QUEEN"]
+
+
+def make_play(seed: int, lines: int = 120) -> str:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(lines):
+        speaker = rng.choice(NAMES)
+        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 12))]
+        out.append(f"{speaker}:\n{' '.join(words).capitalize()}{rng.choice('.,!?;')}\n")
+    return "\n".join(out)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Token caches go to a temp dir; named corpora reuse the user's cache so they download once."""
+    import os
+
+    real = os.environ.get("LMSTACK_CACHE")
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    cache.mkdir(exist_ok=True)
+    corpora = cache / "corpora"
+    if real and not corpora.exists():
+        src = os.path.join(real, "corpora")
+        if os.path.isdir(src):
+            corpora.symlink_to(src)
+    monkeypatch.setenv("LMSTACK_CACHE", str(cache))
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    for i in range(8):
+        (d / f"play_{i}.txt").write_text(make_play(i), encoding="utf-8")
+    return d
+
+
+@pytest.fixture(scope="session")
+def tokenizer(corpus_dir):
+    from lmstack.io.tokenizer import train_tokenizer
+
+    texts = [p.read_text() for p in sorted(corpus_dir.glob("*.txt"))]
+    return train_tokenizer(texts + ["héllo wörld 日本語 🎉 123 4567"], 320)
+
+
+@pytest.fixture(scope="session")
+def dataset(corpus_dir, tokenizer, tmp_path_factory):
+    from lmstack.io.corpora import load_documents, split_documents
+    from lmstack.io.shards import build_dataset
+
+    train, val = split_documents(load_documents(str(corpus_dir / "*.txt")), 0.2)
+    return build_dataset(train, val, tokenizer, tmp_path_factory.mktemp("data"))
+
+
+def tiny_config(vocab_size: int, **kw):
+    from lmstack.model import ModelConfig
+
+    base = dict(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32)
+    return ModelConfig(**{**base, **kw})

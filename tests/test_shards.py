@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+
+import lmstack.io.shards as shards
+from lmstack.errors import LmstackError
+from lmstack.io.corpora import load_documents, split_documents
+from lmstack.io.shards import Batches, TokenSplit, build_dataset
+
+
+def test_dataset_layout_dtype_and_document_separators(dataset, tokenizer, corpus_dir):
+    meta = json.loads((dataset / "meta.json").read_text())
+    assert meta["dtype"] == "uint16"
+    train = TokenSplit.open(dataset, "train")
+    assert len(train) == meta["train"]["tokens"]
+    all_tokens = train.window(0, len(train))
+    assert int((all_tokens == tokenizer.eot_id).sum()) == meta["train"]["documents"]
+    assert all_tokens[-1] == tokenizer.eot_id
+    # decoding the shard reproduces the training documents exactly
+    text = tokenizer.decode(all_tokens.tolist(), skip_special=True)
+    assert text == (dataset / "train.txt").read_text()
+
+
+def test_batches_are_a_pure_function_of_step(dataset):
+    b1, b2 = Batches(dataset, 16, 4, seed=3), Batches(dataset, 16, 4, seed=3)
+    x1, y1 = b1.get(7)
+    b2.get(1)
+    x2, y2 = b2.get(7)
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    assert np.array_equal(x1[:, 1:], y1[:, :-1])  # targets are inputs shifted by one
+    assert not np.array_equal(b1.get(8)[0], x1)
+    assert not np.array_equal(Batches(dataset, 16, 4, seed=3, rank=1).get(7)[0], x1)
+
+
+def test_windows_span_shard_boundaries(corpus_dir, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(shards, "SHARD_TOKENS", 500)
+    train, val = split_documents(load_documents(str(corpus_dir / "*.txt")), 0.2)
+    d = build_dataset(train, val, tokenizer, tmp_path / "small")
+    meta = json.loads((d / "meta.json").read_text())
+    assert len(meta["train"]["shards"]) > 2
+    split = TokenSplit.open(d, "train")
+    flat = np.concatenate([np.fromfile(d / s["file"], dtype=np.uint16) for s in meta["train"]["shards"]])
+    first = meta["train"]["shards"][0]["tokens"]
+    assert np.array_equal(split.window(first - 5, 10), flat[first - 5 : first + 5])
+
+
+def test_val_sequential_scores_every_token_once(dataset):
+    b = Batches(dataset, 16, 4)
+    n_targets = sum(int((y >= 0).sum()) for _, y in b.val_sequential(3))
+    assert n_targets == len(b.val) - 1
+
+
+def test_missing_or_damaged_dataset(dataset, tmp_path):
+    with pytest.raises(LmstackError, match="meta.json"):
+        TokenSplit.open(tmp_path, "train")
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset, broken)
+    shard = broken / "train_000.bin"
+    shard.write_bytes(shard.read_bytes()[:-2])
+    with pytest.raises(LmstackError, match="wrong size"):
+        TokenSplit.open(broken, "train")
+
+
+def test_window_longer_than_split_is_refused(dataset):
+    with pytest.raises(LmstackError, match="fewer than one window"):
+        Batches(dataset, 10**6, 1)

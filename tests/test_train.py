@@ -1,0 +1,134 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lmstack.errors import LmstackError
+from lmstack.io.shards import Batches
+from lmstack.model import Transformer
+from lmstack.train.checkpoint import load_checkpoint, save_checkpoint
+from lmstack.train.loop import TrainConfig, train
+from lmstack.train.optim import lr_at, make_optimizer
+from tests.conftest import tiny_config
+
+
+def _run(dataset, tokenizer, out, steps, total=None, resume=False, **kw):
+    torch.manual_seed(0)
+    model = Transformer(tiny_config(tokenizer.vocab_size))
+    cfg = TrainConfig(steps=steps, batch_size=4, lr=3e-3, warmup_steps=3, eval_every=4, eval_batches=2,
+                      ckpt_every=kw.pop("ckpt_every", 4), log_every=1, **kw)
+    data = Batches(dataset, 32, 4, seed=cfg.seed)
+    res = train(model, data, cfg, out, tokenizer.token_byte_lengths(), resume=resume, progress=False)
+    return model, res
+
+
+def _losses(out):
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r], [(r["step"], r["val_loss"]) for r in rows
+                                                                   if "val_loss" in r]
+
+
+def test_loss_falls_and_outputs_are_written(dataset, tokenizer, tmp_path):
+    _, res = _run(dataset, tokenizer, tmp_path / "r", 30)
+    train_losses, val = _losses(tmp_path / "r")
+    assert train_losses[-1][1] < train_losses[0][1] - 1.0
+    assert res.last_eval["val_bpb"] > 0 and len(val) >= 7
+    assert (tmp_path / "r" / "loss.png").stat().st_size > 1000
+    assert not list((tmp_path / "r").glob("*.tmp"))
+
+
+def test_resume_continues_exactly(dataset, tokenizer, tmp_path):
+    full, _ = _run(dataset, tokenizer, tmp_path / "full", 12)
+    # first half of the same 12-step schedule: stop at step 6 by pretending the run is 12 long
+    part_cfg = dict(steps=12)
+    torch.manual_seed(0)
+    model = Transformer(tiny_config(tokenizer.vocab_size))
+    cfg = TrainConfig(**part_cfg, batch_size=4, lr=3e-3, warmup_steps=3, eval_every=4, eval_batches=2,
+                      ckpt_every=6, log_every=1)
+    data = Batches(dataset, 32, 4, seed=0)
+
+    class StopAt6(Batches):
+        def get(self, step, micro=0):
+            if step == 6:
+                raise KeyboardInterrupt  # a crash right after the step-6 checkpoint
+            return super().get(step, micro)
+
+    stop = StopAt6(dataset, 32, 4, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, stop, cfg, tmp_path / "half", tokenizer.token_byte_lengths(), progress=False)
+    assert load_checkpoint(tmp_path / "half" / "ckpt.pt")["step"] == 6
+    torch.manual_seed(123)  # a different init must not matter: the checkpoint decides
+    model2 = Transformer(tiny_config(tokenizer.vocab_size))
+    train(model2, data, cfg, tmp_path / "half", tokenizer.token_byte_lengths(), resume=True, progress=False)
+    assert _losses(tmp_path / "half") == _losses(tmp_path / "full")
+    for (n, a), b in zip(full.state_dict().items(), model2.state_dict().values(), strict=True):
+        assert torch.equal(a, b), n
+    s_full = load_checkpoint(tmp_path / "full" / "ckpt.pt")["optimizer"]["state"]
+    s_half = load_checkpoint(tmp_path / "half" / "ckpt.pt")["optimizer"]["state"]
+    assert all(torch.equal(s_full[k]["exp_avg"], s_half[k]["exp_avg"]) for k in s_full)
+
+
+def test_resume_with_a_different_config_is_refused(dataset, tokenizer, tmp_path):
+    _run(dataset, tokenizer, tmp_path / "r", 4)
+    before = (tmp_path / "r" / "ckpt.pt").read_bytes()
+    model = Transformer(tiny_config(tokenizer.vocab_size, dim=64))
+    with pytest.raises(LmstackError, match="different model config.*dim"):
+        train(model, Batches(dataset, 32, 4), TrainConfig(steps=8), tmp_path / "r",
+              tokenizer.token_byte_lengths(), resume=True, progress=False)
+    assert (tmp_path / "r" / "ckpt.pt").read_bytes() == before
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "c.pt", {"model": {}, "model_config": {"a": 1}})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "c.pt", {"model": {}, "model_config": {"a": 2}})
+    assert load_checkpoint(tmp_path / "c.pt")["model_config"] == {"a": 1}
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(LmstackError, match="corrupt"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_weight_decay_groups_and_schedule():
+    m = Transformer(tiny_config(40))
+    decay, rest = make_optimizer(m, 1e-3, 0.1, (0.9, 0.95)).param_groups
+    decayed = {id(p) for p in decay["params"]}
+    assert id(m.tok_embeddings.weight) not in decayed  # tied output too
+    assert all(id(L.attn_norm.weight) not in decayed for L in m.layers)
+    assert id(m.layers[0].attn.wq.weight) in decayed and rest["weight_decay"] == 0.0
+    lrs = [lr_at(s, 100, 1.0, 10, "cosine", 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False)) and lrs[-1] >= 0.1
+    assert lr_at(99, 100, 1.0, 10, "linear", 0.0) == pytest.approx(1 / 90, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_and_resume_finishes(corpus_dir, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lmstack", "train", "--data", str(corpus_dir / "*.txt"), "--preset", "nano",
+           "--vocab-size", "300", "--max-seq-len", "32", "--batch-size", "4", "--steps", "100000",
+           "--ckpt-every", "100000", "--eval-every", "0", "--out", str(out)]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    output, _ = p.communicate(timeout=60)
+    assert p.returncode == 130, output
+    step = load_checkpoint(out / "ckpt.pt")["step"]
+    assert step > 0
+    r = subprocess.run(cmd[:-6] + ["--steps", str(step + 3), "--eval-every", "0", "--out", str(out), "--resume"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(out / "ckpt.pt")["step"] == step + 3
