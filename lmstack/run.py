@@ -1,0 +1,600 @@
+"""Run a Llama-architecture GGUF model with nothing but numpy: the whole inference path in one file.
+
+    python lmstack/run.py model.gguf "Once upon a time" -n 128 --temperature 0.8
+    python lmstack/run.py model.gguf --chat --system "You are terse."
+
+It reads top to bottom: GGUF parsing and dequantisation, the byte-level BPE tokenizer, the forward
+pass with a KV cache, sampling, the command line. It imports nothing from lmstack on purpose, so
+that it doubles as an executable specification of what the exported files mean."""
+
+import os
+import sys
+
+# Run as a script, Python puts lmstack/ first on sys.path, where a sibling module (io/, ...) could
+# shadow a standard-library module; this file must behave the same wherever it is copied.
+if __name__ == "__main__" and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse
+import codecs
+import functools
+import itertools
+import re
+import struct
+import time
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# ----------------------------------------------------------------------------------------------
+# GGUF: a header, key/value metadata, tensor descriptions, then aligned raw tensor data.
+
+GGUF_MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)  # version 1 used 32-bit lengths and is long obsolete
+# metadata value type id -> struct format (8 = string and 9 = array are handled separately)
+_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+                   10: "<Q", 11: "<q", 12: "<d"}
+
+
+class _Reader:
+    """Cursor over the mapped file that turns every out-of-bounds read into a 'truncated' error."""
+
+    def __init__(self, buf: np.ndarray) -> None:
+        self.buf, self.pos, self.size = buf, 0, len(buf)
+
+    def take(self, n: int) -> int:
+        if n < 0 or self.pos + n > self.size:
+            raise ValueError(f"truncated file: needed {n} bytes at offset {self.pos} of {self.size}")
+        self.pos += n
+        return self.pos - n
+
+    def scalar(self, fmt: str):
+        return struct.unpack_from(fmt, self.buf, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        start = self.take(n := self.scalar("<Q"))
+        return bytes(self.buf[start:start + n]).decode("utf-8", errors="replace")
+
+    def value(self, vtype: int, key: str):
+        if vtype in _SCALAR_FORMATS:
+            return self.scalar(_SCALAR_FORMATS[vtype])
+        if vtype == 8:
+            return self.string()
+        if vtype == 9:
+            etype, count = self.scalar("<I"), self.scalar("<Q")
+            if etype in _SCALAR_FORMATS:  # numeric arrays (token types, scores) in one numpy read
+                dt = np.dtype(_SCALAR_FORMATS[etype])
+                return np.frombuffer(self.buf, dt, count, self.take(count * dt.itemsize)).tolist()
+            return [self.value(etype, key) for _ in range(count)]
+        raise ValueError(f"unknown metadata value type {vtype} for key {key!r}")
+
+
+def _f16(blocks: np.ndarray, at: int) -> np.ndarray:
+    """Scales (and the Q4_1 minimums) are little-endian fp16 at a fixed byte offset in each block."""
+    return blocks[:, at:at + 2].copy().view("<f2").astype(np.float32)
+
+
+def _nibbles(qs: np.ndarray) -> np.ndarray:
+    """4-bit formats keep element j in the low and element j+16 in the high nibble of byte j."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int32)
+
+
+# ggml type id -> (name, elements per block, bytes per block, dequantiser taking the tensor's bytes as
+# an (n_blocks, bytes per block) uint8 array, or None). Adding a format (the K-quants, say) means
+# writing its function here; the parser already knows every listed type's size.
+GGML_TYPES = {
+    0: ("F32", 1, 4, lambda b: b.copy().view("<f4")),
+    1: ("F16", 1, 2, lambda b: _f16(b, 0)),
+    2: ("Q4_0", 32, 18, lambda b: _f16(b, 0) * (_nibbles(b[:, 2:]) - 8)),
+    3: ("Q4_1", 32, 20, lambda b: _f16(b, 0) * _nibbles(b[:, 4:]) + _f16(b, 2)),
+    6: ("Q5_0", 32, 22, None), 7: ("Q5_1", 32, 24, None),
+    8: ("Q8_0", 32, 34, lambda b: _f16(b, 0) * b[:, 2:].view(np.int8)), 9: ("Q8_1", 32, 40, None),
+    10: ("Q2_K", 256, 84, None), 11: ("Q3_K", 256, 110, None), 12: ("Q4_K", 256, 144, None),
+    13: ("Q5_K", 256, 176, None), 14: ("Q6_K", 256, 210, None), 15: ("Q8_K", 256, 292, None),
+    30: ("BF16", 1, 2, lambda b: (b.copy().view("<u2").astype(np.uint32) << 16).view(np.float32)),
+}
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # numpy order (slowest first): GGUF's ne list reversed
+    ggml_type: int
+    offset: int  # absolute byte offset in the file
+    nbytes: int
+
+
+def read_gguf_header(path: str) -> tuple[int, dict, dict[str, TensorInfo], np.ndarray]:
+    """(version, metadata, tensor infos, the mapped file): everything but the tensor data, so that a
+    caller can dequantise lazily. Every malformed-file problem surfaces here as a one-line ValueError."""
+    size = os.path.getsize(path)
+    buf = np.memmap(path, np.uint8, "r") if size else np.zeros(0, np.uint8)
+    r = _Reader(buf)
+    if size >= 4 and bytes(buf[:4]) != GGUF_MAGIC:
+        raise ValueError(f"not a GGUF file: bad magic {bytes(buf[:4])!r} (expected b'GGUF')")
+    r.take(4)
+    version = r.scalar("<I")
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"unsupported GGUF version {version} (supported: 2, 3)")
+    n_tensors, n_kv = r.scalar("<Q"), r.scalar("<Q")
+    metadata = {}
+    for _ in range(n_kv):
+        key = r.string()
+        metadata[key] = r.value(r.scalar("<I"), key)
+    raw_infos = []
+    for _ in range(n_tensors):
+        name = r.string()
+        ne = [r.scalar("<Q") for _ in range(r.scalar("<I"))]  # dims fastest-varying first
+        raw_infos.append((name, ne, r.scalar("<I"), r.scalar("<Q")))
+    alignment = metadata.get("general.alignment", 32)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"general.alignment must be a power of two, got {alignment!r}")
+    data_start = -(-r.pos // alignment) * alignment
+    tensors = {}
+    for name, ne, ggml_type, offset in raw_infos:
+        if ggml_type not in GGML_TYPES:
+            raise ValueError(f"tensor {name!r} has unknown ggml type id {ggml_type}")
+        type_name, block, block_bytes, _ = GGML_TYPES[ggml_type]
+        n = int(np.prod(ne, dtype=np.int64))
+        if ne and ne[0] % block:
+            raise ValueError(f"tensor {name!r}: row length {ne[0]} is not a multiple of the {type_name} "
+                             f"block size {block}")
+        nbytes = n // block * block_bytes
+        if data_start + offset + nbytes > size:
+            raise ValueError(f"tensor {name!r} data (offset {offset}, {nbytes} bytes) runs past the end of "
+                             f"the file ({size} bytes)")
+        tensors[name] = TensorInfo(name, tuple(reversed(ne)), ggml_type, data_start + offset, nbytes)
+    return version, metadata, tensors, buf
+
+
+def dequantize(buf: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """Decode one tensor's bytes into a float32 array of its numpy shape."""
+    type_name, _, block_bytes, fn = GGML_TYPES[info.ggml_type]
+    if fn is None:
+        raise ValueError(f"tensor {info.name!r} has type {type_name}, which this runner cannot dequantise "
+                         f"(supported: {', '.join(t[0] for t in GGML_TYPES.values() if t[3])})")
+    blocks = np.asarray(buf[info.offset:info.offset + info.nbytes]).reshape(-1, block_bytes)
+    return fn(blocks).astype(np.float32, copy=False).reshape(info.shape)
+
+
+def read_gguf(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Whole file as (metadata, {tensor name: float32 array}); weights are used unquantised."""
+    _, metadata, infos, buf = read_gguf_header(path)
+    return metadata, {name: dequantize(buf, info) for name, info in infos.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer: GPT-2 style byte-level BPE, as stored by llama.cpp's converters.
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table; vocab strings are written in it."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))  # the other bytes get fresh characters, in byte order
+    return {b: chr(b) if b in keep else chr(next(extra)) for b in range(256)}
+
+
+_B2U = bytes_to_unicode()
+_U2B = {c: b for b, c in _B2U.items()}
+
+
+@functools.cache
+def _char_class(c: str) -> str:
+    """'s' whitespace, 'L' letter, 'N' number, 'o' other: the classes GPT-2's regex distinguishes.
+
+    Unicode's White_Space property (what the Rust regex engines use for \\s) differs from
+    str.isspace() only on the separator controls U+001C..U+001F, which are not whitespace there.
+    """
+    if c.isspace() and not "\x1c" <= c <= "\x1f":
+        return "s"
+    return {"L": "L", "N": "N"}.get(unicodedata.category(c)[0], "o")
+
+
+_CONTRACTION = re.compile("'(?:s|t|re|ve|m|ll|d)")  # case-sensitive, as in GPT-2
+
+
+def split_gpt2(text: str) -> list[str]:
+    r"""GPT-2 pre-tokenisation without the third-party regex module. It scans the pattern
+    's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+    trying the alternatives in order at each position, exactly as a backtracking engine would."""
+    cls = [_char_class(c) for c in text]
+    pieces, i, n = [], 0, len(text)
+    while i < n:
+        start = i + 1 if text[i] == " " and i + 1 < n else i
+        if m := _CONTRACTION.match(text, i):
+            j = m.end()
+        elif cls[start] != "s":  # ` ?X+` for X = letters, numbers, or other
+            j = start + 1
+            while j < n and cls[j] == cls[start]:
+                j += 1
+        else:  # `\s+(?!\S)` leaves the last space of a run to prefix the next word; else `\s+`
+            j = i + 1
+            while j < n and cls[j] == "s":
+                j += 1
+            if j < n and j - i > 1:
+                j -= 1
+        pieces.append(text[i:j])
+        i = j
+    return pieces
+
+
+PRE_TOKENIZERS = {"gpt2": split_gpt2}  # tokenizer.ggml.pre name -> splitter; add others here
+NORMAL, CONTROL, USER_DEFINED = 1, 3, 4
+
+
+class Tokenizer:
+    """Text <-> token ids. Ordinary encode() never yields control tokens: a chat template's
+    special markers go through special_id(), so user text cannot forge them."""
+
+    def __init__(self, metadata: dict) -> None:
+        kind = metadata.get("tokenizer.ggml.model")
+        if kind != "gpt2":
+            raise ValueError(f"unsupported tokenizer model {kind!r} (only 'gpt2' byte-level BPE)")
+        pre = metadata.get("tokenizer.ggml.pre", "gpt2")
+        if pre not in PRE_TOKENIZERS:
+            raise ValueError(f"unsupported pre-tokenizer {pre!r} (supported: {', '.join(PRE_TOKENIZERS)})")
+        self.split = PRE_TOKENIZERS[pre]
+        self.tokens: list[str] = metadata["tokenizer.ggml.tokens"]
+        self.types: list[int] = metadata.get("tokenizer.ggml.token_type", [NORMAL] * len(self.tokens))
+        self.ids = {t: i for i, t in enumerate(self.tokens) if self.types[i] != CONTROL}
+        self.special = {t: i for i, t in enumerate(self.tokens) if self.types[i] in (CONTROL, USER_DEFINED)}
+        self.ranks = {}
+        for rank, merge in enumerate(metadata.get("tokenizer.ggml.merges", [])):
+            cut = merge.index(" ", 1)
+            self.ranks[merge[:cut], merge[cut + 1:]] = rank
+        self.bos_id = metadata.get("tokenizer.ggml.bos_token_id")
+        self.eos_id = metadata.get("tokenizer.ggml.eos_token_id")
+        self.eot_id = metadata.get("tokenizer.ggml.eot_token_id")
+        self.pad_id = metadata.get("tokenizer.ggml.padding_token_id")
+        add_bos = metadata.get("tokenizer.ggml.add_bos_token", False) and self.bos_id is not None
+        self.prefix = [self.bos_id] if add_bos else []  # what a fresh sequence starts with
+        self.stop_ids = {i for i in (self.eos_id, self.eot_id) if i is not None}
+        # user-defined tokens are literal words of the vocabulary and are matched in text like HF does
+        words = sorted((t for t, i in self.special.items() if self.types[i] == USER_DEFINED), key=len)[::-1]
+        self.user_re = re.compile("(" + "|".join(map(re.escape, words)) + ")") if words else None
+        self.cache: dict[str, list[int]] = {}
+
+    def bpe(self, word: str) -> list[str]:
+        """Merge the lowest-ranked adjacent pair (everywhere, left to right) until none applies."""
+        parts = list(word)
+        while len(parts) > 1:
+            rank, best = min((self.ranks.get(p, 1 << 62), p) for p in zip(parts, parts[1:], strict=False))
+            if rank == 1 << 62:
+                break
+            merged, i = [], 0
+            while i < len(parts):
+                n = 2 if tuple(parts[i:i + 2]) == best else 1
+                merged.append("".join(parts[i:i + n]))
+                i += n
+            parts = merged
+        return parts
+
+    def encode_piece(self, piece: str) -> list[int]:
+        """One pre-token: UTF-8 bytes -> byte characters -> BPE -> ids (memoised: words repeat)."""
+        if piece not in self.cache:
+            parts = self.bpe("".join(_B2U[b] for b in piece.encode("utf-8")))
+            self.cache[piece] = [self.ids[p] for p in parts if p in self.ids]  # a sound vocab has all
+        return self.cache[piece]
+
+    def encode(self, text: str) -> list[int]:
+        ids = []
+        for k, chunk in enumerate(self.user_re.split(text) if self.user_re else [text]):
+            if k % 2:  # split() on a capturing group puts the matched user-defined tokens at odd k
+                ids.append(self.special[chunk])
+            else:
+                ids += [i for piece in self.split(chunk) for i in self.encode_piece(piece)]
+        return ids
+
+    def special_id(self, text: str) -> int:
+        if text not in self.special:
+            raise ValueError(f"special token {text!r} is not in the vocabulary")
+        return self.special[text]
+
+    def token_bytes(self, token_id: int, skip_control: bool = True) -> bytes:
+        """The bytes a token stands for; control tokens say nothing in ordinary output."""
+        if not 0 <= token_id < len(self.tokens):
+            return b""
+        t, kind = self.tokens[token_id], self.types[token_id]
+        if kind == CONTROL:
+            return b"" if skip_control else t.encode("utf-8")
+        if kind == USER_DEFINED:
+            return t.encode("utf-8")
+        return bytes(_U2B.get(c, 0x3F) for c in t)  # '?' for a character outside the byte table
+
+    def decode(self, ids: Sequence[int], skip_control: bool = True) -> str:
+        return b"".join(self.token_bytes(i, skip_control) for i in ids).decode("utf-8", errors="replace")
+
+    def stream(self, ids: Iterator[int]) -> Iterator[str]:
+        """Decode while generating: a multi-byte character split over tokens waits for its end."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for i in ids:
+            yield decoder.decode(self.token_bytes(i))
+        yield decoder.decode(b"", final=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The model: a pre-norm Llama transformer evaluated in float32.
+
+@dataclass
+class Config:
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    ff_dim: int
+    vocab_size: int
+    ctx_len: int
+    rope_base: float
+    rope_dim: int
+    norm_eps: float
+
+
+def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
+
+
+def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate adjacent pairs (x[2i], x[2i+1]) of each head (llama.cpp's NORM rope, Meta's layout).
+    x is (T, heads, head_dim); cos/sin are (T, 1, rope_dim/2); dims past rope_dim stay unrotated."""
+    rd = 2 * cos.shape[-1]
+    x1, x2 = x[..., 0:rd:2], x[..., 1:rd:2]
+    out = x.copy()
+    out[..., 0:rd:2] = x1 * cos - x2 * sin
+    out[..., 1:rd:2] = x1 * sin + x2 * cos
+    return out
+
+
+class Model:
+    """Weights plus a KV cache; forward() advances one position, forward_many() a whole chunk."""
+
+    def __init__(self, config: Config, tensors: dict[str, np.ndarray], tokenizer: "Tokenizer | None",
+                 metadata: "dict | None" = None) -> None:
+        c, self.config, self.tokenizer, self.metadata = config, config, tokenizer, metadata or {}
+        qd, kvd = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+
+        def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
+            if name not in tensors:
+                raise ValueError(f"missing tensor {name!r}")
+            if tensors[name].shape != shape:
+                raise ValueError(f"tensor {name!r} has shape {tensors[name].shape}, expected {shape}")
+            return tensors[name]
+
+        self.tok_embd = get("token_embd.weight", (c.vocab_size, c.dim))
+        self.out_norm = get("output_norm.weight", (c.dim,))
+        tied = "output.weight" not in tensors  # small models often reuse the embedding as output layer
+        self.w_out = self.tok_embd if tied else get("output.weight", (c.vocab_size, c.dim))
+        self.layers = []  # q,k,v and gate,up are stacked so that each group is a single matmul
+        for i in range(c.n_layers):
+            p = f"blk.{i}."
+            self.layers.append(dict(
+                attn_norm=get(p + "attn_norm.weight", (c.dim,)),
+                wqkv=np.concatenate([get(p + "attn_q.weight", (qd, c.dim)),
+                                     get(p + "attn_k.weight", (kvd, c.dim)),
+                                     get(p + "attn_v.weight", (kvd, c.dim))]),
+                wo=get(p + "attn_output.weight", (c.dim, qd)),
+                ffn_norm=get(p + "ffn_norm.weight", (c.dim,)),
+                w_gate_up=np.concatenate([get(p + "ffn_gate.weight", (c.ff_dim, c.dim)),
+                                          get(p + "ffn_up.weight", (c.ff_dim, c.dim))]),
+                w_down=get(p + "ffn_down.weight", (c.dim, c.ff_dim))))
+        self.inv_freq = c.rope_base ** (-np.arange(0, c.rope_dim, 2, dtype=np.float64) / c.rope_dim)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all cached positions. The cache grows on demand, so a 128k-context model that
+        is asked for 200 tokens does not allocate 128k positions up front."""
+        c = self.config
+        self.k_cache = np.zeros((c.n_layers, c.n_kv_heads, 0, c.head_dim), np.float32)
+        self.v_cache = self.k_cache.copy()
+
+    def _reserve(self, n: int) -> None:
+        have = self.k_cache.shape[2]
+        if n > have:
+            new = min(self.config.ctx_len, max(n, 2 * have, 256))
+            grow = [(0, 0), (0, 0), (0, new - have), (0, 0)]
+            self.k_cache, self.v_cache = np.pad(self.k_cache, grow), np.pad(self.v_cache, grow)
+
+    def forward(self, token: int, pos: int) -> np.ndarray:
+        """Logits (vocab,) for the token at position pos, given the cache holds positions < pos."""
+        return self.forward_many([token], pos)[-1]
+
+    def forward_many(self, tokens: Sequence[int], pos: int) -> np.ndarray:
+        """Logits (T, vocab) for T consecutive tokens starting at position pos (causal prefill)."""
+        c, T, end = self.config, len(tokens), pos + len(tokens)
+        if end > c.ctx_len:
+            raise ValueError(f"position {end - 1} is past the context length {c.ctx_len}")
+        self._reserve(end)
+        H, KV, hd = c.n_heads, c.n_kv_heads, c.head_dim
+        g, qd, kvd = H // KV, H * hd, KV * hd
+        angles = np.arange(pos, end, dtype=np.float64)[:, None] * self.inv_freq
+        cos = np.cos(angles).astype(np.float32)[:, None, :]
+        sin = np.sin(angles).astype(np.float32)[:, None, :]
+        mask = np.triu(np.full((T, end), -np.inf, np.float32), k=pos + 1)  # query t sees keys <= pos+t
+        scale = np.float32(1.0 / np.sqrt(hd))
+        x = self.tok_embd[np.asarray(tokens)]
+        for li, w in enumerate(self.layers):
+            qkv = rmsnorm(x, w["attn_norm"], c.norm_eps) @ w["wqkv"].T
+            q = rope(qkv[:, :qd].reshape(T, H, hd), cos, sin)
+            k = rope(qkv[:, qd:qd + kvd].reshape(T, KV, hd), cos, sin)
+            self.k_cache[li, :, pos:end] = k.transpose(1, 0, 2)
+            self.v_cache[li, :, pos:end] = qkv[:, qd + kvd:].reshape(T, KV, hd).transpose(1, 0, 2)
+            keys, values = self.k_cache[li, :, None, :end], self.v_cache[li, :, None, :end]  # (KV,1,S,hd)
+            # grouped-query attention: kv head j serves the g query heads j*g .. j*g+g-1
+            qg = q.reshape(T, KV, g, hd).transpose(1, 2, 0, 3)  # (KV, g, T, hd)
+            scores = qg @ keys.swapaxes(-1, -2) * scale + mask  # (KV, g, T, S)
+            probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            probs /= probs.sum(axis=-1, keepdims=True)
+            attn = (probs @ values).transpose(2, 0, 1, 3).reshape(T, qd)
+            x = x + attn @ w["wo"].T
+            gate_up = rmsnorm(x, w["ffn_norm"], c.norm_eps) @ w["w_gate_up"].T
+            gate, up = gate_up[:, :c.ff_dim], gate_up[:, c.ff_dim:]
+            silu = gate * (0.5 + 0.5 * np.tanh(0.5 * gate))  # x*sigmoid(x) without exp overflow
+            x = x + (silu * up) @ w["w_down"].T
+        return rmsnorm(x, self.out_norm, c.norm_eps) @ self.w_out.T
+
+
+def load(path: str) -> Model:
+    """Read a llama GGUF file into a ready Model (weights dequantised to float32 once, here)."""
+    metadata, tensors = read_gguf(path)
+    arch = metadata.get("general.architecture")
+    if arch != "llama":
+        raise ValueError(f"unsupported architecture {arch!r} (only 'llama')")
+
+    def meta(key: str, default=None):
+        value = metadata.get(f"llama.{key}", default)
+        if value is None:
+            raise ValueError(f"missing metadata key 'llama.{key}'")
+        return value
+
+    dim, n_heads = meta("embedding_length"), meta("attention.head_count")
+    head_dim = meta("attention.key_length", dim // n_heads)
+    if "token_embd.weight" not in tensors:
+        raise ValueError("missing tensor 'token_embd.weight'")
+    config = Config(
+        dim=dim, n_layers=meta("block_count"), n_heads=n_heads,
+        n_kv_heads=meta("attention.head_count_kv", n_heads), head_dim=head_dim,
+        ff_dim=meta("feed_forward_length"), vocab_size=tensors["token_embd.weight"].shape[0],
+        ctx_len=meta("context_length"), rope_base=float(meta("rope.freq_base", 10000.0)),
+        rope_dim=meta("rope.dimension_count", head_dim),
+        norm_eps=float(meta("attention.layer_norm_rms_epsilon", 1e-5)))
+    if config.n_heads % config.n_kv_heads or config.rope_dim % 2 or config.rope_dim > head_dim:
+        raise ValueError(f"inconsistent attention hyperparameters: {config}")
+    tokenizer = Tokenizer(metadata) if "tokenizer.ggml.model" in metadata else None
+    return Model(config, tensors, tokenizer, metadata)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling and generation.
+
+def sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
+    """Temperature, then top-k, then top-p (the smallest set of tokens whose mass reaches top_p)."""
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    if 0 < top_k < len(z):
+        z = np.where(z >= np.partition(z, -top_k)[-top_k], z, -np.inf)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if 0 < top_p < 1:
+        order = np.argsort(-p, kind="stable")
+        p[order[int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1:]] = 0
+        p /= p.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+PREFILL_CHUNK = 256  # bounds the (heads, T, S) attention scores a long prompt materialises at once
+
+
+def generate(model: Model, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.8,
+             top_k: int = 40, top_p: float = 0.95, seed: int = 0,
+             stop_ids: "set[int] | None" = None) -> Iterator[int]:
+    """Yield new token ids until max_new_tokens, a stop token (not yielded), or the context is full.
+    Starts from an empty cache, so every call with the same arguments yields the same tokens."""
+    ctx = model.config.ctx_len
+    if not prompt_ids:
+        raise ValueError("the prompt is empty")
+    if len(prompt_ids) >= ctx:
+        raise ValueError(f"the prompt has {len(prompt_ids)} tokens but the context length is {ctx}")
+    if stop_ids is None:
+        stop_ids = model.tokenizer.stop_ids if model.tokenizer else set()
+    rng = np.random.default_rng(seed)
+    model.reset()
+    for start in range(0, len(prompt_ids), PREFILL_CHUNK):
+        logits = model.forward_many(list(prompt_ids[start:start + PREFILL_CHUNK]), start)[-1]
+    pos, token = len(prompt_ids), None  # pos: where the next sampled token will sit
+    for step in range(max_new_tokens):
+        if step:
+            logits, pos = model.forward(token, pos), pos + 1
+        if pos >= ctx:
+            return
+        token = sample(logits, temperature, top_k, top_p, rng)
+        if token in stop_ids:
+            return
+        yield token
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+def _stream_out(model: Model, ids: Iterator[int], stats: list[float]) -> list[int]:
+    """Print text as it is generated; return the ids and add [count, seconds] to stats (the
+    seconds exclude time spent waiting for the user in chat mode)."""
+    out, t0 = [], time.perf_counter()
+    for text in model.tokenizer.stream(out.append(i) or i for i in ids):  # keep ids, print their text
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    stats[0], stats[1] = stats[0] + len(out), stats[1] + time.perf_counter() - t0
+    return out
+
+
+def chat(model: Model, args: argparse.Namespace, stats: list[float]) -> None:
+    """Multi-turn ChatML conversation on stdin/stdout, formatted without a template engine. The
+    markers come from special_id(), never from encoding text, so typed '<|im_start|>' stays text."""
+    template = model.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ValueError("--chat needs a chat template, but the file has no tokenizer.chat_template")
+    if "<|im_start|>" not in template:
+        raise ValueError("--chat supports only ChatML chat templates (<|im_start|>), and this one is not")
+    tok = model.tokenizer
+    start, end = tok.special_id("<|im_start|>"), tok.special_id("<|im_end|>")
+
+    def turn(role: str, content: str) -> list[int]:
+        return [start, *tok.encode(f"{role}\n{content}"), end, *tok.encode("\n")]
+
+    def read() -> str:
+        if sys.stdin.isatty():
+            print("> ", end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline()
+
+    history = tok.prefix + (turn("system", args.system) if args.system else [])
+    for line in itertools.chain([args.prompt], iter(read, "")):  # ends at end of input
+        if not line.strip():
+            continue
+        history += turn("user", line.rstrip("\n")) + [start, *tok.encode("assistant\n")]
+        reply = _stream_out(model, generate(model, history, args.n, args.temperature, args.top_k, args.top_p,
+                                            args.seed, tok.stop_ids | {end}), stats)
+        print(flush=True)
+        history += reply + [end, *tok.encode("\n")]
+
+
+def main(argv: "Sequence[str] | None" = None) -> int:
+    ap = argparse.ArgumentParser(description="Generate text from a llama GGUF model with numpy.")
+    ap.add_argument("model", help="path to a .gguf file")
+    ap.add_argument("prompt", nargs="?", default="", help="prompt text (first user message with --chat)")
+    ap.add_argument("-n", type=int, default=256, help="maximum new tokens (per reply with --chat)")
+    ap.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    ap.add_argument("--top-k", type=int, default=40, help="0 disables")
+    ap.add_argument("--top-p", type=float, default=0.95, help="1 disables")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chat", action="store_true", help="interactive ChatML conversation on stdin")
+    ap.add_argument("--system", default="", help="system message for --chat")
+    args = ap.parse_args(argv)
+    stats = [0, 0.0]
+    try:
+        model = load(args.model)
+        if model.tokenizer is None:
+            raise ValueError("the file has no tokenizer (tokenizer.ggml.model)")
+        tok = model.tokenizer
+        if args.chat:
+            chat(model, args, stats)
+        else:
+            ids = tok.prefix + tok.encode(args.prompt)
+            if not ids and tok.bos_id is not None:  # an empty prompt still needs one token to start from
+                ids = [tok.bos_id]
+            gen = generate(model, ids, args.n, args.temperature, args.top_k, args.top_p, args.seed)
+            sys.stdout.write(args.prompt)  # echo the prompt, so the output reads as one text
+            _stream_out(model, gen, stats)
+            sys.stdout.write("\n")
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+    if stats[1] > 0:
+        print(f"{stats[0]} tokens in {stats[1]:.2f} s: {stats[0] / stats[1]:.1f} tokens/s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
