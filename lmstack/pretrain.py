@@ -18,6 +18,7 @@ from lmstack.io.corpora import cache_dir, load_documents, split_documents
 from lmstack.io.shards import Batches, build_dataset
 from lmstack.io.tokenizer import Tokenizer, train_tokenizer
 from lmstack.model import Transformer, preset
+from lmstack.train import distributed
 from lmstack.train.loop import TrainConfig, TrainResult, train
 
 DATA_FORMAT_VERSION = 1
@@ -41,10 +42,12 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def prepare_data(dc: DataConfig, run_dir: Path, quiet: bool = False, reuse: bool = False) -> tuple[Tokenizer, Path]:
+def prepare_data(dc: DataConfig, run_dir: Path, quiet: bool = False, reuse: bool = False,
+                 write: bool = True) -> tuple[Tokenizer, Path]:
     """Load and split the corpus, get a tokenizer, and tokenize once into a cache keyed by both.
 
-    With reuse (resuming), the run's own tokenizer.json is kept rather than retrained.
+    With reuse (resuming), the run's own tokenizer.json is kept rather than retrained. Without write,
+    nothing is written (the other ranks of a distributed run read what rank 0 prepared).
     """
     docs = load_documents(dc.source)
     train_docs, val_docs = split_documents(docs, dc.val_fraction, dc.split_seed)
@@ -57,8 +60,9 @@ def prepare_data(dc: DataConfig, run_dir: Path, quiet: bool = False, reuse: bool
         if not quiet:
             print(f"training a {dc.vocab_size}-token BPE tokenizer on {len(train_docs)} documents ...")
         tok = train_tokenizer((d.text for d in train_docs), dc.vocab_size)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tok.save(tok_path)
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tok.save(tok_path)
     key = hashlib.sha256(
         json.dumps([DATA_FORMAT_VERSION, dc.source, dc.val_fraction, dc.split_seed,
                     [(d.name, len(d.text)) for d in docs]]).encode() + tok.to_str().encode()
@@ -100,20 +104,26 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, o
         saved = json.loads(run_json.read_text())
         if saved["data"] != asdict(cfg.data):
             raise LmstackError(f"{run_dir} was trained on different data settings: {saved['data']}")
-    tok, data_dir = prepare_data(cfg.data, run_dir, quiet=not progress, reuse=resume)
+    cluster = distributed.setup(cfg.train.device)  # under torchrun: rank 0 prepares, the others then read
+    if cluster.is_main:
+        tok, data_dir = prepare_data(cfg.data, run_dir, quiet=not progress, reuse=resume)
+    cluster.barrier()
+    if not cluster.is_main:
+        tok, data_dir = prepare_data(cfg.data, run_dir, quiet=True, reuse=True, write=False)
     model = build_model(cfg, tok.vocab_size)
     if resume and not (run_dir / "ckpt.pt").exists():
         raise LmstackError(f"--resume: no checkpoint in {run_dir}")
     if not resume and (run_dir / "ckpt.pt").exists() and not overwrite:
         raise LmstackError(f"{run_dir} already holds a checkpoint: use --resume, --overwrite or another --out")
     data = Batches(data_dir, model.config.max_seq_len, cfg.train.batch_size, seed=cfg.train.seed)
-    tmp = run_json.with_name("run.json.tmp")
-    tmp.write_text(json.dumps({**asdict(cfg), "data_dir": str(data_dir),
-                               "model_config": model.config.to_dict(),
-                               "params": model.num_params(), "params_non_embedding": model.num_params(True)},
-                              indent=1))
-    tmp.replace(run_json)
-    if progress:
+    if cluster.is_main:
+        tmp = run_json.with_name("run.json.tmp")
+        tmp.write_text(json.dumps({**asdict(cfg), "data_dir": str(data_dir),
+                                   "model_config": model.config.to_dict(), "world_size": cluster.world_size,
+                                   "params": model.num_params(), "params_non_embedding": model.num_params(True)},
+                                  indent=1))
+        tmp.replace(run_json)
+    if progress and cluster.is_main:
         print(f"model: {model.num_params() / 1e6:.2f}M parameters "
               f"({model.num_params(True) / 1e6:.2f}M non-embedding), {model.config}")
     return train(model, data, cfg.train, run_dir, token_bytes=tok.token_byte_lengths(), resume=resume,

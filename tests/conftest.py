@@ -23,17 +23,18 @@ def make_play(seed: int, lines: int = 120) -> str:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Token caches go to a temp dir; named corpora reuse the user's cache so they download once."""
+    """Token caches go to a temp dir; named corpora and models reuse the user's cache so they download once."""
     import os
 
     real = os.environ.get("LMSTACK_CACHE")
     cache = tmp_path_factory.getbasetemp() / "cache"
     cache.mkdir(exist_ok=True)
-    corpora = cache / "corpora"
-    if real and not corpora.exists():
-        src = os.path.join(real, "corpora")
-        if os.path.isdir(src):
-            corpora.symlink_to(src)
+    for kind in ("corpora", "models"):
+        shared = cache / kind
+        if real and not shared.exists():
+            src = os.path.join(real, kind)
+            if os.path.isdir(src):
+                shared.symlink_to(src)
     monkeypatch.setenv("LMSTACK_CACHE", str(cache))
 
 
@@ -67,3 +68,23 @@ def tiny_config(vocab_size: int, **kw):
 
     base = dict(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32)
     return ModelConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="session")
+def trained_gguf(dataset, tokenizer, tmp_path_factory):
+    """A small model trained by lmstack's own loop for a few seconds, exported to GGUF: (model, path)."""
+    import torch
+
+    from lmstack.io.gguf_file import export_gguf
+    from lmstack.io.shards import Batches
+    from lmstack.model import Transformer
+    from lmstack.train.loop import TrainConfig, train
+
+    torch.manual_seed(0)
+    model = Transformer(tiny_config(tokenizer.vocab_size, dim=64, max_seq_len=64))
+    cfg = TrainConfig(steps=120, batch_size=8, lr=1e-2, warmup_steps=10, eval_every=1000, eval_batches=1,
+                      ckpt_every=1000, log_every=1000, device="cpu")
+    out = tmp_path_factory.mktemp("trained")
+    train(model, Batches(dataset, 64, 8, seed=0), cfg, out, tokenizer.token_byte_lengths(), progress=False)
+    model.eval()
+    return model, export_gguf(model, tokenizer, out / "model.gguf")

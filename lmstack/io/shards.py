@@ -4,10 +4,15 @@ A corpus is tokenized once into flat binary files (uint16 when the vocabulary fi
 documents separated by the end-of-text token, opened with `np.memmap`. Which windows a batch takes
 is a pure function of (seed, step, micro-step, rank), so a resumed run sees exactly the batches an
 uninterrupted one would, and each data-parallel rank reads its own windows.
+
+The global batch of a step does not depend on how many processes share it: rank r of any world size
+takes rows [r*B, (r+1)*B) of one stream of window starts, so one process with batch B*W sees exactly
+what W ranks with batch B see together, and a checkpoint resumes on a different number of GPUs.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -122,10 +127,13 @@ class TokenSplit:
 class Batches:
     """Random windows of seq_len+1 tokens; inputs are the first seq_len, targets the last seq_len."""
 
-    def __init__(self, data_dir: Path, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0):
+    def __init__(self, data_dir: Path, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
         self.train = TokenSplit.open(data_dir, "train")
         self.val = TokenSplit.open(data_dir, "val")
-        self.seq_len, self.batch_size, self.seed, self.rank = seq_len, batch_size, seed, rank
+        self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
+        # batch_size is per rank; a rank implies at least rank + 1 processes
+        self.rank, self.world_size = rank, max(world_size, rank + 1)
         for name, split in (("train", self.train), ("val", self.val)):
             if len(split) < seq_len + 1:
                 raise LmstackError(
@@ -137,18 +145,32 @@ class Batches:
         t = torch.from_numpy(w)
         return t[:, :-1].contiguous(), t[:, 1:].contiguous()
 
+    def _my_rows(self, rng: np.random.Generator, split: TokenSplit) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the global batch's window starts, stack this rank's block of them.
+
+        numpy draws bounded integers one after another, so the first n draws do not depend on how
+        many are asked for: rank r's rows are the same rows of the global batch in every world size.
+        """
+        starts = rng.integers(0, len(split) - self.seq_len, size=self.batch_size * self.world_size)
+        return self._stack(split, starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size])
+
     def get(self, step: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch for (step, micro-step) on this rank: deterministic, history-free."""
-        rng = np.random.default_rng([self.seed, step, micro, self.rank])
-        starts = rng.integers(0, len(self.train) - self.seq_len, size=self.batch_size)
-        return self._stack(self.train, starts)
+        return self._my_rows(np.random.default_rng([self.seed, step, micro, 0]), self.train)
+
+    def shard(self, rank: int, world_size: int) -> Batches:
+        """This source as rank `rank` of `world_size` data-parallel processes sees it (a copy)."""
+        if not 0 <= rank < world_size:
+            raise LmstackError(f"rank {rank} is outside a world of {world_size} processes")
+        out = copy.copy(self)
+        out.rank, out.world_size = rank, world_size
+        return out
 
     def val_batches(self, n_batches: int):
-        """A fixed sample of validation windows, the same at every evaluation."""
+        """A fixed sample of validation windows, the same at every evaluation (this rank's share)."""
         rng = np.random.default_rng([self.seed, 1 << 30])
         for _ in range(n_batches):
-            starts = rng.integers(0, len(self.val) - self.seq_len, size=self.batch_size)
-            yield self._stack(self.val, starts)
+            yield self._my_rows(rng, self.val)
 
     def val_sequential(self, batch_size: int):
         """The whole val split in consecutive non-overlapping windows: every token scored once."""

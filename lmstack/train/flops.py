@@ -12,7 +12,8 @@ def measure_matmul_peak(device: str = "cpu", n: int = 1024, seconds: float = 0.5
     """Best FLOP/s of an n x n matmul over a short loop; the best repeat filters out noise."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync = (torch.cuda.synchronize if device.startswith("cuda") else torch.mps.synchronize if device == "mps"
+            else (lambda: None))
     for _ in range(3):
         a @ b
     sync()
@@ -24,3 +25,13 @@ def measure_matmul_peak(device: str = "cpu", n: int = 1024, seconds: float = 0.5
         sync()
         best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t))
     return best
+
+
+def gpu_hours(budget_flops: float, peak_flops: float, mfu: float) -> float:
+    """Device-hours to spend a training budget: FLOPs / (peak FLOP/s of one device x MFU) / 3600.
+
+    Divide by the number of devices for wall-clock hours, if the MFU holds at that scale.
+    """
+    if not (budget_flops > 0 and peak_flops > 0 and 0 < mfu <= 1):
+        raise ValueError("gpu_hours needs a positive budget and peak and an MFU in (0, 1]")
+    return budget_flops / (peak_flops * mfu) / 3600
