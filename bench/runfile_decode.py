@@ -13,6 +13,7 @@ import statistics
 import time
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from lmstack import run as runfile
 from lmstack.load import load_model
@@ -30,10 +31,11 @@ def main() -> None:
     prompt = rm.tokenizer.encode(a.prompt)
     n = min(a.new_tokens, rm.config.ctx_len - len(prompt))
     rf = []
-    for _ in range(a.repeats):
-        t = time.perf_counter()
-        ids = list(runfile.generate(rm, prompt, n, temperature=0.0, stop_ids=[]))
-        rf.append(len(ids) / (time.perf_counter() - t))
+    with threadpool_limits(1, "blas"):  # as `python lmstack/run.py` runs: one BLAS thread for batch-1 decode
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            ids = list(runfile.generate(rm, prompt, n, temperature=0.0, stop_ids=[]))
+            rf.append(len(ids) / (time.perf_counter() - t))
 
     model, _, _ = load_model(a.gguf)
     tt = []

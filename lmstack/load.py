@@ -1,31 +1,54 @@
-"""Open a model from wherever it lives: a training run directory or a GGUF parameters file."""
+"""Open a model from wherever it lives: a training run, a GGUF parameters file, a Hugging Face Llama
+checkpoint directory, or the name of a known model (fetched on first use)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import torch
+
 from lmstack.errors import LmstackError
 from lmstack.io.gguf_file import read_gguf, tokenizer_from_gguf
+from lmstack.io.hf import is_hf_checkpoint, read_hf
+from lmstack.io.models import resolve_model
 from lmstack.io.tokenizer import Tokenizer
-from lmstack.model import ModelConfig, Transformer
+from lmstack.model import ModelConfig, Transformer, rope_tables
 from lmstack.train.checkpoint import load_checkpoint
 
 
+def _empty_model(cfg: ModelConfig) -> Transformer:
+    """A Transformer with uninitialised weights, to be filled by load_state_dict: drawing random
+    initial values for a 135M-parameter model only to overwrite them costs seconds."""
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    model.to_empty(device="cpu")
+    if cfg.tie_embeddings:  # to_empty makes new parameters, which unties them
+        model.output.weight = model.tok_embeddings.weight
+    model.rope_cos, model.rope_sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
+    return model
+
+
 def load_model(path: str | Path) -> tuple[Transformer, Tokenizer, dict]:
-    """(model in eval mode, tokenizer, info): info is run.json for a run, GGUF metadata for a file."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "ckpt.pt").exists():
-            raise LmstackError(f"{path} is not a training run (no ckpt.pt)")
+    """(model in eval mode, tokenizer, info): info is run.json for a run, the metadata of a GGUF
+    file, or config.json of a HF checkpoint."""
+    path = resolve_model(path)
+    if path.is_dir() and (path / "ckpt.pt").exists():
         state = load_checkpoint(path / "ckpt.pt")
-        model = Transformer(ModelConfig.from_dict(state["model_config"]))
+        model = _empty_model(ModelConfig.from_dict(state["model_config"]))
         sd = state["model"]
-        tok = Tokenizer.load(path / "tokenizer.json")
         info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
+        # a fine-tuned real model keeps its own chat template (run.json), not lmstack's ChatML
+        tok = Tokenizer.load(path / "tokenizer.json", chat_template=info.get("chat_template"))
+    elif path.is_dir() and is_hf_checkpoint(path):
+        cfg, sd, tok, info = read_hf(path)
+        model = _empty_model(cfg)
+    elif path.is_dir():
+        raise LmstackError(f"{path} is neither a training run (no ckpt.pt) nor a Hugging Face checkpoint "
+                           "(config.json + *.safetensors)")
     else:
         g = read_gguf(path)
-        model, sd, tok, info = Transformer(g.config), g.state_dict, tokenizer_from_gguf(g.metadata), g.metadata
+        model, sd, tok, info = _empty_model(g.config), g.state_dict, tokenizer_from_gguf(g.metadata), g.metadata
     try:
         model.load_state_dict(sd)
     except RuntimeError as e:

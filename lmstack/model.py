@@ -29,6 +29,7 @@ class ModelConfig:
     ffn_dim: int = 0  # 0 -> SwiGLU default: 8/3 * dim rounded up to a multiple of 32
     max_seq_len: int = 256
     rope_theta: float = 10000.0
+    rope_scaling: float = 1.0  # linear RoPE scaling: positions are divided by this (GGUF rope.scaling.factor)
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
 
@@ -84,10 +85,12 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin of shape (max_seq_len, head_dim/2), computed in float64 for exactness at long positions."""
+def rope_tables(head_dim: int, max_seq_len: int, theta: float,
+                scaling: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of shape (max_seq_len, head_dim/2), computed in float64 for exactness at long positions.
+    Linear scaling (a model trained at a short context, stretched) divides positions by `scaling`."""
     inv = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    ang = torch.outer(torch.arange(max_seq_len, dtype=torch.float64), inv)
+    ang = torch.outer(torch.arange(max_seq_len, dtype=torch.float64) / scaling, inv)
     return ang.cos().float(), ang.sin().float()
 
 
@@ -153,7 +156,7 @@ class Transformer(nn.Module):
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init)

@@ -3,9 +3,11 @@
     python lmstack/run.py model.gguf "Once upon a time" -n 128 --temperature 0.8
     python lmstack/run.py model.gguf --chat --system "You are terse."
 
-It reads top to bottom: GGUF parsing and dequantisation, the byte-level BPE tokenizer, the forward
-pass with a KV cache, sampling, the command line. It imports nothing from lmstack on purpose, so
-that it doubles as an executable specification of what the exported files mean."""
+It reads top to bottom: GGUF parsing and dequantisation (float, 8-, 5- and 4-bit blocks, K-quants),
+the tokenizers (byte-level BPE with the pre-tokenizers of GPT-2, SmolLM, Llama 3 and Qwen 2, and
+SentencePiece-style BPE), the forward pass with a KV cache, sampling, the command line. It imports
+nothing from lmstack on purpose, so that it doubles as an executable specification of what the
+exported files mean."""
 
 import os
 import sys
@@ -14,6 +16,10 @@ import sys
 # shadow a standard-library module; this file must behave the same wherever it is copied.
 if __name__ == "__main__" and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
+# Decoding multiplies one row by each weight matrix, and waking OpenBLAS's threads costs more than
+# such a product (SmolLM2: 17 tokens/s on one thread, 4 on two, on 2 busy cores): one thread by default.
+if __name__ == "__main__":
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import codecs
@@ -81,18 +87,52 @@ def _nibbles(qs: np.ndarray) -> np.ndarray:
     return np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int32)
 
 
+def _q5(b: np.ndarray, at_qh: int) -> np.ndarray:
+    """Q5_0/Q5_1: 4-bit nibbles after the 32-bit mask at at_qh, whose bit j is the fifth bit of element j."""
+    qh = b[:, at_qh:at_qh + 4].copy().view("<u4")
+    return _nibbles(b[:, at_qh + 4:]) | (((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int32) << 4)
+
+
+def _k_scales(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """K-quants pack 8 six-bit scales and 8 six-bit minimums into 12 bytes; sub-blocks 4..7 borrow the
+    top two bits of bytes 0..7."""
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)], axis=1)
+    mn = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
+    return sc.astype(np.float32), mn.astype(np.float32)
+
+
+def _q45_k(b: np.ndarray, five: bool) -> np.ndarray:
+    """Q4_K / Q5_K: 256 values in 8 sub-blocks of 32, value = d*scale*q - dmin*min; each 32 bytes of
+    nibbles hold two sub-blocks (low nibbles first). Q5_K's 32 bytes of high bits give sub-block j bit j."""
+    sc, mn = _k_scales(b[:, 4:16])
+    qs = b[:, 48 if five else 16:].reshape(-1, 4, 32)
+    q = np.stack([qs & 15, qs >> 4], axis=2).reshape(-1, 8, 32).astype(np.int32)
+    if five:
+        q |= ((b[:, None, 16:48] >> np.arange(8, dtype=np.uint8)[None, :, None]) & 1).astype(np.int32) << 4
+    return ((_f16(b, 0) * sc)[:, :, None] * q - (_f16(b, 2) * mn)[:, :, None]).reshape(-1, 256)
+
+
+def _q6_k(b: np.ndarray) -> np.ndarray:
+    """Q6_K: 256 six-bit values = 4 low bits (128 bytes) + 2 high bits (64 bytes), an int8 scale per 16."""
+    ql, qh = b[:, :128].reshape(-1, 2, 2, 32), b[:, 128:192].reshape(-1, 2, 1, 32)
+    hi = (qh >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape(1, 1, 4, 1)) & 3
+    q = (np.concatenate([ql & 15, ql >> 4], axis=2) | (hi << 4)).astype(np.int32) - 32
+    return ((_f16(b, 208) * b[:, 192:208].view(np.int8))[:, :, None] * q.reshape(-1, 16, 16)).reshape(-1, 256)
+
+
 # ggml type id -> (name, elements per block, bytes per block, dequantiser taking the tensor's bytes as
-# an (n_blocks, bytes per block) uint8 array, or None). Adding a format (the K-quants, say) means
-# writing its function here; the parser already knows every listed type's size.
+# an (n_blocks, bytes per block) uint8 array, or None). Adding a format means writing its function
+# here; the parser already knows every listed type's size.
 GGML_TYPES = {
     0: ("F32", 1, 4, lambda b: b.copy().view("<f4")),
     1: ("F16", 1, 2, lambda b: _f16(b, 0)),
     2: ("Q4_0", 32, 18, lambda b: _f16(b, 0) * (_nibbles(b[:, 2:]) - 8)),
     3: ("Q4_1", 32, 20, lambda b: _f16(b, 0) * _nibbles(b[:, 4:]) + _f16(b, 2)),
-    6: ("Q5_0", 32, 22, None), 7: ("Q5_1", 32, 24, None),
+    6: ("Q5_0", 32, 22, lambda b: _f16(b, 0) * (_q5(b, 2) - 16)),
+    7: ("Q5_1", 32, 24, lambda b: _f16(b, 0) * _q5(b, 4) + _f16(b, 2)),
     8: ("Q8_0", 32, 34, lambda b: _f16(b, 0) * b[:, 2:].view(np.int8)), 9: ("Q8_1", 32, 40, None),
-    10: ("Q2_K", 256, 84, None), 11: ("Q3_K", 256, 110, None), 12: ("Q4_K", 256, 144, None),
-    13: ("Q5_K", 256, 176, None), 14: ("Q6_K", 256, 210, None), 15: ("Q8_K", 256, 292, None),
+    10: ("Q2_K", 256, 84, None), 11: ("Q3_K", 256, 110, None), 12: ("Q4_K", 256, 144, lambda b: _q45_k(b, False)),
+    13: ("Q5_K", 256, 176, lambda b: _q45_k(b, True)), 14: ("Q6_K", 256, 210, _q6_k), 15: ("Q8_K", 256, 292, None),
     30: ("BF16", 1, 2, lambda b: (b.copy().view("<u2").astype(np.uint32) << 16).view(np.float32)),
 }
 
@@ -219,8 +259,57 @@ def split_gpt2(text: str) -> list[str]:
     return pieces
 
 
-PRE_TOKENIZERS = {"gpt2": split_gpt2}  # tokenizer.ggml.pre name -> splitter; add others here
-NORMAL, CONTROL, USER_DEFINED = 1, 3, 4
+def split_smollm(text: str) -> list[str]:
+    """SmolLM (and StarCoder): every digit is a piece of its own, then GPT-2's split of the rest."""
+    pieces, start = [], 0
+    for i, c in enumerate(text):
+        if _char_class(c) == "N":
+            pieces += [*split_gpt2(text[start:i]), c]
+            start = i + 1
+    return pieces + split_gpt2(text[start:])
+
+
+_CONTRACTION_I = re.compile("'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])")
+
+
+def split_llama3(text: str, max_digits: int = 3) -> list[str]:
+    r"""Llama 3's pre-tokenisation (Qwen 2's with max_digits=1), scanning the pattern
+    (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+    the same way split_gpt2 does: the first alternative that matches at each position wins."""
+    cls, n = [_char_class(c) for c in text], len(text)
+
+    def run(j: int, kind: str) -> int:  # end of the run of one class starting at j
+        while j < n and cls[j] == kind:
+            j += 1
+        return j
+    pieces, i = [], 0
+    while i < n:
+        s = i + (text[i] == " ")  # where ` ?[^\s\p{L}\p{N}]+` would start
+        if m := _CONTRACTION_I.match(text, i):
+            j = m.end()
+        elif cls[i] == "L" or (cls[i] != "N" and text[i] not in "\r\n" and i + 1 < n and cls[i + 1] == "L"):
+            j = run(i + 1, "L")  # one optional non-letter, non-newline prefix, then letters
+        elif cls[i] == "N":
+            j = min(run(i, "N"), i + max_digits)
+        elif s < n and cls[s] == "o":
+            j = run(s, "o")
+            while j < n and text[j] in "\r\n":
+                j += 1
+        else:  # a whitespace run: up to its last newline; else all but the last space before a word
+            k = run(i, "s")
+            nl = max((p for p in range(i, k) if text[p] in "\r\n"), default=-1)
+            j = nl + 1 if nl >= 0 else k if k == n or k - i == 1 else k - 1
+        pieces.append(text[i:j])
+        i = j
+    return pieces
+
+
+# tokenizer.ggml.pre name -> splitter, with the other names llama.cpp gives the same regexes
+PRE_TOKENIZERS = {**dict.fromkeys(("gpt2", "gpt-2", "phi-2", "mpt", "olmo"), split_gpt2),
+                  **dict.fromkeys(("smollm", "starcoder", "refact", "command-r", "codeshell"), split_smollm),
+                  **dict.fromkeys(("llama-bpe", "llama3", "llama-v3", "dbrx", "smaug-bpe"), split_llama3),
+                  **dict.fromkeys(("qwen2", "stablelm2"), functools.partial(split_llama3, max_digits=1))}
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE = 1, 2, 3, 4, 6
 
 
 class Tokenizer:
@@ -229,14 +318,20 @@ class Tokenizer:
 
     def __init__(self, metadata: dict) -> None:
         kind = metadata.get("tokenizer.ggml.model")
-        if kind != "gpt2":
-            raise ValueError(f"unsupported tokenizer model {kind!r} (only 'gpt2' byte-level BPE)")
-        pre = metadata.get("tokenizer.ggml.pre", "gpt2")
+        if kind not in ("gpt2", "llama"):
+            raise ValueError(f"unsupported tokenizer model {kind!r} (supported: 'gpt2' byte-level BPE, 'llama' "
+                             "SentencePiece)")
+        pre = metadata.get("tokenizer.ggml.pre", "gpt2") if kind == "gpt2" else "gpt2"
         if pre not in PRE_TOKENIZERS:
             raise ValueError(f"unsupported pre-tokenizer {pre!r} (supported: {', '.join(PRE_TOKENIZERS)})")
-        self.split = PRE_TOKENIZERS[pre]
+        self.split, self.whole_words = PRE_TOKENIZERS[pre], pre in ("llama-bpe", "llama3", "llama-v3")
         self.tokens: list[str] = metadata["tokenizer.ggml.tokens"]
         self.types: list[int] = metadata.get("tokenizer.ggml.token_type", [NORMAL] * len(self.tokens))
+        self.spm = kind == "llama"  # SentencePiece: '\u2581' for spaces, merges by score, <0xNN> byte tokens
+        self.scores = metadata.get("tokenizer.ggml.scores") or [0.0] * len(self.tokens)
+        self.space_prefix = self.spm and metadata.get("tokenizer.ggml.add_space_prefix", True)
+        self.pieces = {t: i for i, t in enumerate(self.tokens) if self.types[i] == NORMAL}
+        self.byte_ids = {int(t[3:5], 16): i for i, t in enumerate(self.tokens) if self.types[i] == BYTE}
         self.ids = {t: i for i, t in enumerate(self.tokens) if self.types[i] != CONTROL}
         self.special = {t: i for i, t in enumerate(self.tokens) if self.types[i] in (CONTROL, USER_DEFINED)}
         self.ranks = {}
@@ -247,7 +342,7 @@ class Tokenizer:
         self.eos_id = metadata.get("tokenizer.ggml.eos_token_id")
         self.eot_id = metadata.get("tokenizer.ggml.eot_token_id")
         self.pad_id = metadata.get("tokenizer.ggml.padding_token_id")
-        add_bos = metadata.get("tokenizer.ggml.add_bos_token", False) and self.bos_id is not None
+        add_bos = metadata.get("tokenizer.ggml.add_bos_token", self.spm) and self.bos_id is not None
         self.prefix = [self.bos_id] if add_bos else []  # what a fresh sequence starts with
         self.stop_ids = {i for i in (self.eos_id, self.eot_id) if i is not None}
         # user-defined tokens are literal words of the vocabulary and are matched in text like HF does
@@ -271,17 +366,37 @@ class Tokenizer:
         return parts
 
     def encode_piece(self, piece: str) -> list[int]:
-        """One pre-token: UTF-8 bytes -> byte characters -> BPE -> ids (memoised: words repeat)."""
+        """One pre-token: UTF-8 bytes -> byte characters -> BPE -> ids (memoised: words repeat).
+        Llama 3's vocabularies take a pre-token that is itself an entry whole, without merging."""
         if piece not in self.cache:
-            parts = self.bpe("".join(_B2U[b] for b in piece.encode("utf-8")))
+            word = "".join(_B2U[b] for b in piece.encode("utf-8"))
+            parts = [word] if self.whole_words and word in self.ids else self.bpe(word)
             self.cache[piece] = [self.ids[p] for p in parts if p in self.ids]  # a sound vocab has all
         return self.cache[piece]
+
+    def encode_spm(self, text: str) -> list[int]:
+        """SentencePiece BPE as llama.cpp runs it: spaces become '\u2581' (one in front unless the text
+        starts with a space, as HF does), then the adjacent pair whose union is the best-scored entry
+        merges (leftmost on ties) until none is in the vocabulary; a piece left outside it is spelled
+        as <0xNN> byte tokens."""
+        parts = list(("\u2581" if self.space_prefix and text[:1] != " " else "") + text.replace(" ", "\u2581"))
+        while len(parts) > 1:
+            cands = [(self.scores[i], -k) for k in range(len(parts) - 1)
+                     if (i := self.pieces.get(parts[k] + parts[k + 1])) is not None]
+            if not cands:
+                break
+            k = -max(cands)[1]
+            parts[k:k + 2] = [parts[k] + parts[k + 1]]
+        return [i for p in parts for i in ([self.pieces[p]] if p in self.pieces else
+                                           [self.byte_ids[b] for b in p.encode("utf-8")])]
 
     def encode(self, text: str) -> list[int]:
         ids = []
         for k, chunk in enumerate(self.user_re.split(text) if self.user_re else [text]):
             if k % 2:  # split() on a capturing group puts the matched user-defined tokens at odd k
                 ids.append(self.special[chunk])
+            elif self.spm:
+                ids += self.encode_spm(chunk) if chunk else []
             else:
                 ids += [i for piece in self.split(chunk) for i in self.encode_piece(piece)]
         return ids
@@ -300,10 +415,14 @@ class Tokenizer:
             return b"" if skip_control else t.encode("utf-8")
         if kind == USER_DEFINED:
             return t.encode("utf-8")
+        if self.spm:
+            return bytes([int(t[3:5], 16)]) if kind == BYTE else t.replace("\u2581", " ").encode("utf-8")
         return bytes(_U2B.get(c, 0x3F) for c in t)  # '?' for a character outside the byte table
 
     def decode(self, ids: Sequence[int], skip_control: bool = True) -> str:
-        return b"".join(self.token_bytes(i, skip_control) for i in ids).decode("utf-8", errors="replace")
+        """Text of a whole sequence (SentencePiece's added leading space removed); stream() for output."""
+        text = b"".join(self.token_bytes(i, skip_control) for i in ids).decode("utf-8", errors="replace")
+        return text[1:] if self.space_prefix and text.startswith(" ") else text
 
     def stream(self, ids: Iterator[int]) -> Iterator[str]:
         """Decode while generating: a multi-byte character split over tokens waits for its end."""
@@ -328,6 +447,7 @@ class Config:
     ctx_len: int
     rope_base: float
     rope_dim: int
+    rope_scale: float  # linear RoPE scaling: positions are divided by it
     norm_eps: float
 
 
@@ -407,7 +527,7 @@ class Model:
         self._reserve(end)
         H, KV, hd = c.n_heads, c.n_kv_heads, c.head_dim
         g, qd, kvd = H // KV, H * hd, KV * hd
-        angles = np.arange(pos, end, dtype=np.float64)[:, None] * self.inv_freq
+        angles = np.arange(pos, end, dtype=np.float64)[:, None] / c.rope_scale * self.inv_freq
         cos = np.cos(angles).astype(np.float32)[:, None, :]
         sin = np.sin(angles).astype(np.float32)[:, None, :]
         mask = np.triu(np.full((T, end), -np.inf, np.float32), k=pos + 1)  # query t sees keys <= pos+t
@@ -436,10 +556,16 @@ class Model:
 
 def load(path: str) -> Model:
     """Read a llama GGUF file into a ready Model (weights dequantised to float32 once, here)."""
-    metadata, tensors = read_gguf(path)
+    _, metadata, infos, buf = read_gguf_header(path)
     arch = metadata.get("general.architecture")
     if arch != "llama":
         raise ValueError(f"unsupported architecture {arch!r} (only 'llama')")
+    need = 4 * sum(int(np.prod(t.shape)) for t in infos.values())
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > have:
+        raise ValueError(f"the weights need {need / 1e9:.1f} GB as float32 but this machine has {have / 1e9:.1f} GB "
+                         "of memory (the file itself is memory-mapped)")
+    tensors = {name: dequantize(buf, info) for name, info in infos.items()}
 
     def meta(key: str, default=None):
         value = metadata.get(f"llama.{key}", default)
@@ -448,6 +574,10 @@ def load(path: str) -> Model:
         return value
 
     dim, n_heads = meta("embedding_length"), meta("attention.head_count")
+    scaling = meta("rope.scaling.type", "linear" if "llama.rope.scale_linear" in metadata else "none")
+    rope_scale = float(meta("rope.scaling.factor", 0) or meta("rope.scale_linear", 1.0)) if scaling != "none" else 1.0
+    if scaling not in ("none", "linear") or "rope_freqs.weight" in tensors:
+        raise ValueError(f"unsupported rope scaling {scaling!r} (only linear)")
     head_dim = meta("attention.key_length", dim // n_heads)
     if "token_embd.weight" not in tensors:
         raise ValueError("missing tensor 'token_embd.weight'")
@@ -456,7 +586,7 @@ def load(path: str) -> Model:
         n_kv_heads=meta("attention.head_count_kv", n_heads), head_dim=head_dim,
         ff_dim=meta("feed_forward_length"), vocab_size=tensors["token_embd.weight"].shape[0],
         ctx_len=meta("context_length"), rope_base=float(meta("rope.freq_base", 10000.0)),
-        rope_dim=meta("rope.dimension_count", head_dim),
+        rope_dim=meta("rope.dimension_count", head_dim), rope_scale=rope_scale,
         norm_eps=float(meta("attention.layer_norm_rms_epsilon", 1e-5)))
     if config.n_heads % config.n_kv_heads or config.rope_dim % 2 or config.rope_dim > head_dim:
         raise ValueError(f"inconsistent attention hyperparameters: {config}")
@@ -547,7 +677,10 @@ def chat(model: Model, args: argparse.Namespace, stats: list[float]) -> None:
             print("> ", end="", file=sys.stderr, flush=True)
         return sys.stdin.readline()
 
-    history = tok.prefix + (turn("system", args.system) if args.system else [])
+    # a template that writes a default system message (SmolLM2's does) gets it when none is given
+    default = re.search(r"'<\|im_start\|>system(?:\n|\\n)([^'{}]*)<\|im_end\|>", template)
+    system = args.system or (default.group(1) if default else "")
+    history = tok.prefix + (turn("system", system) if system else [])
     for line in itertools.chain([args.prompt], iter(read, "")):  # ends at end of input
         if not line.strip():
             continue

@@ -7,7 +7,12 @@ lmstack trained them.
 
 from __future__ import annotations
 
+import functools
+
+from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from lmstack.errors import LmstackError
 
 CHATML_TEMPLATE = (
     "{% if tools %}"
@@ -38,12 +43,29 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+def _raise(message: str):
+    """Templates from other models call raise_exception() on conversations they cannot format."""
+    raise LmstackError(f"chat template: {message}")
+
+
 _env = ImmutableSandboxedEnvironment(trim_blocks=False, lstrip_blocks=False)
+_env.globals["raise_exception"] = _raise
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(template: str):
+    try:
+        return _env.from_string(template)
+    except TemplateError as e:
+        raise LmstackError(f"chat template does not parse: {e}") from None
 
 
 def render_chat(messages: list[dict], add_generation_prompt: bool = True, tools: list | None = None,
-                template: str = CHATML_TEMPLATE) -> str:
-    """Render a conversation to the text the model sees."""
-    return _env.from_string(template).render(
-        messages=messages, add_generation_prompt=add_generation_prompt, tools=tools or []
+                template: str | None = CHATML_TEMPLATE, bos_token: str = "", eos_token: str = "") -> str:
+    """Render a conversation to the text the model sees. `template` is a model's own Jinja chat
+    template (GGUF `tokenizer.chat_template`); None or empty means the ChatML default. Templates
+    written for HF transformers may use bos_token / eos_token, so those are passed too."""
+    return _compile(template or CHATML_TEMPLATE).render(
+        messages=messages, add_generation_prompt=add_generation_prompt, tools=tools or [],
+        bos_token=bos_token, eos_token=eos_token,
     )

