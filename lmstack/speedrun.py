@@ -1,7 +1,8 @@
 """`lmstack speedrun`: the whole pipeline on the embedded default, start to finish.
 
 Fetch Shakespeare, train a tokenizer, pretrain a small Llama, evaluate it against gzip/bzip2/xz,
-export the GGUF parameters file and sample from it with the numpy run file. The default is sized to
+export the GGUF parameters file and sample from it with the numpy run file; then fine-tune it on the
+default conversations into an assistant and show both answering the same questions. The default is sized to
 finish in under ten minutes on two CPU cores; --quick is a one-minute smoke run for tests.
 """
 
@@ -15,9 +16,20 @@ from lmstack.evaluate import evaluate_model, format_report
 from lmstack.io.gguf_file import export_gguf
 from lmstack.load import load_model
 from lmstack.pretrain import DataConfig, PretrainConfig, pretrain
+from lmstack.sft import SFTConfig, sft
 from lmstack.train.loop import TrainConfig
 
 SAMPLE_PROMPTS = ["ROMEO:\n", "First Citizen:\n"]
+# Asked of the pretrained model and of the assistant fine-tuned from it, side by side.
+CHAT_QUESTIONS = [
+    [{"role": "user", "content": "Who are you?"}],
+    [{"role": "user", "content": "What is 12 + 7?"}],
+    [{"role": "user", "content": "What is 6 x 8?"}],
+    [{"role": "user", "content": 'Who says this line in Hamlet?\n"To be, or not to be: that is the question:"'}],
+    [{"role": "user", "content": "Which play is this passage from?\n\nO Romeo, Romeo! wherefore art thou Romeo?"}],
+    [{"role": "user", "content": "What is 20 + 5?"}, {"role": "assistant", "content": "20 + 5 = 25."},
+     {"role": "user", "content": "And if you add 3 to that?"}],
+]
 
 
 def speedrun_config(out_dir: str, quick: bool = False, device: str = "auto") -> PretrainConfig:
@@ -51,6 +63,42 @@ def run_samples(gguf_path: Path, prompts: list[str], n: int, seed: int = 0) -> l
     return out
 
 
+def sft_config(run_dir: Path, quick: bool = False, device: str = "auto") -> SFTConfig:
+    """The fine-tuning stage: full fine-tuning on the default conversations, about a minute on 2 cores
+    (a step costs what a pretraining step costs: the same batch of 16 rows of 256 tokens)."""
+    steps = 20 if quick else 160
+    return SFTConfig(base=str(run_dir), data="sft-mix", out_dir=str(run_dir / "assistant"), train=TrainConfig(
+        steps=steps, batch_size=16, lr=1e-3, warmup_steps=steps // 10, weight_decay=0.0, eval_every=steps,
+        eval_batches=4, ckpt_every=0, log_every=10, device=device))
+
+
+def assistant_stage(run_dir: Path, quick: bool = False, device: str = "auto") -> dict:
+    """Fine-tune the pretrained model into an assistant; show both answering the same questions."""
+    from lmstack.chat_eval import evaluate_chat, side_by_side, write_results
+    from lmstack.engine import Engine
+    from lmstack.io.conversations import read_conversations
+    from lmstack.io.sft_mix import default_sft_mix
+
+    t0 = time.perf_counter()
+    print("\n=== fine-tuning into an assistant (lmstack sft on the default conversations) ===")
+    cfg = sft_config(run_dir, quick, device)
+    res = sft(cfg, overwrite=True)
+    sft_dir = Path(cfg.out_dir)
+    tuned, tok, _ = load_model(sft_dir)
+    gguf_path = export_gguf(tuned, tok, sft_dir / "model.gguf", "f32", name=f"lmstack-{run_dir.name}-assistant")
+    base, base_tok, _ = load_model(run_dir)
+    engines = {"base": Engine(base, base_tok, max_batch=16), "assistant": Engine(tuned, tok, max_batch=16)}
+    print("\nthe same questions, base model vs assistant (greedy):")
+    print(side_by_side(engines, CHAT_QUESTIONS, 24 if quick else 64))
+    held_out = read_conversations(default_sft_mix()[1])
+    ev = evaluate_chat(engines, held_out, max_new_tokens=24 if quick else 48, limit=40 if quick else 200)
+    write_results(ev, sft_dir / "chat_eval.json", sft_dir / "chat_eval.md")
+    m = ev["models"]
+    return {"steps": res.step, "trained_tokens": res.tokens_seen, "train_seconds": res.wall_time,
+            "held_out": ev["n"], "gguf": str(gguf_path), "stage_seconds": time.perf_counter() - t0,
+            **{f"{k}_{name}": m[name][k] for name in m for k in ("exact", "contains", "format_ok")}}
+
+
 def speedrun(out_dir: str = "runs/speedrun", quick: bool = False, device: str = "auto") -> dict:
     t0 = time.perf_counter()
     cfg = speedrun_config(out_dir, quick, device)
@@ -65,12 +113,14 @@ def speedrun(out_dir: str = "runs/speedrun", quick: bool = False, device: str = 
     samples = run_samples(gguf_path, SAMPLE_PROMPTS, 40 if quick else 120)
     for prompt, text, _ in samples:
         print(f"\n--- sample (numpy run file) ---\n{prompt}{text}")
+    assistant = assistant_stage(run_dir, quick, device)
     summary = {
         "params": info["params"], "params_non_embedding": info["params_non_embedding"],
         "tokens_seen": res.tokens_seen, "steps": res.step, "train_seconds": res.wall_time,
         "train_tokens_per_s": res.tokens_per_s, "mfu": res.mfu,
         "val_bpb": ev["val_bpb"], "xz_bpb": ev["compressors"]["xz -9e"],
         "runfile_tokens_per_s": sum(s[2] for s in samples) / len(samples),
+        "assistant": assistant,
         "wall_seconds": time.perf_counter() - t0,
         "files": {"run": str(run_dir), "gguf": str(gguf_path), "metrics": str(run_dir / "metrics.jsonl"),
                   "loss_plot": str(run_dir / "loss.png")},
@@ -83,7 +133,13 @@ def speedrun(out_dir: str = "runs/speedrun", quick: bool = False, device: str = 
           f"({summary['train_tokens_per_s']:,.0f} tok/s, MFU {summary['mfu']:.0%})")
     print(f"val bits/byte   {summary['val_bpb']:.3f}   (xz -9e: {summary['xz_bpb']:.3f})")
     print(f"run file        {summary['runfile_tokens_per_s']:.0f} tokens/s decode (numpy)")
+    a = assistant
+    print(f"assistant       {a['steps']} fine-tuning steps in {a['stage_seconds']:.0f} s; {a['held_out']} held-out "
+          f"questions, contains-match {a['contains_base']:.0%} -> {a['contains_assistant']:.0%}, "
+          f"ends its turn {a['format_ok_base']:.0%} -> {a['format_ok_assistant']:.0%}")
     print(f"wall time       {summary['wall_seconds']:.0f} s")
     print(f"files           {run_dir}/  (model.gguf, ckpt.pt, metrics.jsonl, loss.png, eval.json)")
     print(f"next            python lmstack/run.py {gguf_path} \"ROMEO:\"")
+    print(f"                lmstack chat --model {run_dir / 'assistant'}")
+    print(f"                lmstack serve --model {run_dir / 'assistant'}")
     return summary

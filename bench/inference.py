@@ -1,0 +1,270 @@
+"""Inference speed on one real model: our engine (fp32, int8, int4), the numpy run file, HF
+transformers and llama.cpp (the `xllamacpp` wheel), all measured in one run, as ratios to llama.cpp.
+
+    python bench/inference.py                       # SmolLM2-135M-Instruct (Q4_1 GGUF), 2 threads
+    python bench/inference.py --repeats 5 --backends llama.cpp,engine-int4
+
+Each backend lives in its own worker process (so each has its own peak memory), all loaded once,
+then measured in interleaved rounds: round r runs every backend back to back, so a busy spell on
+the machine hits them all alike. Reported figures are medians over rounds.
+- decode: greedy, 128 new tokens after a 32-token prompt, batch 1, end of sequence ignored;
+  tokens/s from the first new token to the last (prefill excluded).
+- prefill: a 512-token prompt, tokens/s up to the first new token.
+- weights: bytes of weights the backend holds in memory; peak RSS: the worker's maximum resident
+  memory (interpreter and libraries included).
+All backends get the same token ids; the first greedy tokens are printed so agreement is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BACKENDS = ["llama.cpp", "engine-fp32", "engine-int8", "engine-int4", "run-file", "transformers"]
+TEXT = ("The history of the Roman Empire is long and complicated. It began with a small city on the Tiber "
+        "river, grew into a republic governed by elected magistrates and a senate, and became an empire "
+        "that stretched from Britain to Egypt. ")
+
+
+# ---- workers: one backend each; they answer "run" with one JSON line --------------------------------
+class Backend:
+    weight_bytes = 0
+
+    def decode(self, ids: list[int], n: int) -> tuple[float, list[int]]:
+        raise NotImplementedError
+
+    def prefill(self, ids: list[int]) -> float:
+        raise NotImplementedError
+
+
+class EngineBackend(Backend):
+    def __init__(self, path: str, quant: str, threads: int, compile: bool):
+        from lmstack.engine import Engine, SamplingParams
+
+        self.engine = Engine.load(path, quant=quant, threads=threads, max_batch=1, max_seq_len=1024, compile=compile)
+        self.weight_bytes = self.engine.model.weight_bytes()
+        self.params = lambda n: SamplingParams(max_new_tokens=n, temperature=0, stop_token_ids=[])
+
+    def _timed(self, ids, n):
+        stamps, toks = [], []
+        for ev in self.engine.submit(ids, self.params(n)):
+            if ev.token_id >= 0:
+                stamps.append(time.perf_counter())
+                toks.append(ev.token_id)
+        return stamps, toks
+
+    def decode(self, ids, n):
+        stamps, toks = self._timed(ids, n)
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0]), toks
+
+    def prefill(self, ids):
+        t = time.perf_counter()
+        stamps, _ = self._timed(ids, 1)
+        return len(ids) / (stamps[0] - t)
+
+
+class RunFileBackend(Backend):
+    def __init__(self, path: str, threads: int, compile: bool):
+        from lmstack import run as runfile
+
+        self.rf = runfile
+        self.model = runfile.load(path)
+        arrays = [self.model.tok_embd] + [a for w in self.model.layers for a in w.values()]
+        if self.model.w_out is not self.model.tok_embd:
+            arrays.append(self.model.w_out)
+        self.weight_bytes = sum(a.nbytes for a in arrays)
+
+    def _timed(self, ids, n):
+        stamps, toks = [], []
+        for t in self.rf.generate(self.model, ids, n, temperature=0.0, stop_ids=set()):
+            stamps.append(time.perf_counter())
+            toks.append(t)
+        return stamps, toks
+
+    def decode(self, ids, n):
+        stamps, toks = self._timed(ids, n)
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0]), toks
+
+    def prefill(self, ids):
+        t = time.perf_counter()
+        stamps, _ = self._timed(ids, 1)
+        return len(ids) / (stamps[0] - t)
+
+
+class TransformersBackend(Backend):
+    def __init__(self, path: str, threads: int, compile: bool):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        p = Path(path)
+        self.model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, torch_dtype=torch.float32)
+        self.model.eval()
+        self.weight_bytes = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+
+    def _generate(self, ids, n):
+        with self.torch.inference_mode():
+            out = self.model.generate(self.torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                      pad_token_id=0)
+        return out[0, len(ids):].tolist()
+
+    def decode(self, ids, n):
+        t = time.perf_counter()
+        self._generate(ids, 1)
+        t1 = time.perf_counter()
+        toks = self._generate(ids, n)
+        t2 = time.perf_counter()
+        return (n - 1) / ((t2 - t1) - (t1 - t)), toks  # the same run minus its prefill and first token
+
+    def prefill(self, ids):
+        with self.torch.inference_mode():
+            t = time.perf_counter()
+            self.model(self.torch.tensor([ids]))
+            return len(ids) / (time.perf_counter() - t)
+
+
+class LlamaCppBackend(Backend):
+    def __init__(self, path: str, threads: int, compile: bool):
+        import xllamacpp
+
+        p = xllamacpp.CommonParams()
+        p.model.path = path
+        p.n_ctx = 1024
+        p.n_parallel = 1
+        p.cpuparams.n_threads = threads
+        p.cpuparams_batch.n_threads = threads
+        self.server = xllamacpp.Server(p)
+        self.weight_bytes = Path(path).stat().st_size  # the file is mapped as it is
+
+    def _complete(self, ids, n):
+        return self.server.handle_completions({"prompt": ids, "n_predict": n, "temperature": 0, "ignore_eos": True,
+                                               "cache_prompt": False})
+
+    def decode(self, ids, n):
+        r = self._complete(ids, n)
+        return r["timings"]["predicted_per_second"], r["choices"][0]["text"]  # text: it gives no ids
+
+    def prefill(self, ids):
+        return self._complete(ids, 1)["timings"]["prompt_per_second"]
+
+
+def make_backend(name: str, path: str, threads: int) -> Backend:
+    if name.startswith("engine-"):
+        quant, compile = name[len("engine-"):].removesuffix("-compile"), name.endswith("-compile")
+        return EngineBackend(path, "none" if quant == "fp32" else quant, threads, compile)
+    cls = {"run-file": RunFileBackend, "transformers": TransformersBackend, "llama.cpp": LlamaCppBackend}[name]
+    return cls(path, threads, False)
+
+
+def peak_rss() -> int:
+    """VmHWM: unlike getrusage's ru_maxrss it starts afresh at exec, so it is this worker's own peak."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def worker(a) -> None:
+    t = time.perf_counter()
+    b = make_backend(a.worker, a.model_path, a.threads)
+    load_s = time.perf_counter() - t
+    decode_ids, prefill_ids = json.loads(sys.stdin.readline())
+    b.decode(decode_ids, 8)  # warm up (and, with --compile, compile)
+    b.prefill(prefill_ids[:64])
+    print(json.dumps({"ready": True, "load_s": load_s}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        tps, toks = b.decode(decode_ids, a.new_tokens)
+        ptps = b.prefill(prefill_ids)
+        rss = peak_rss()
+        print(json.dumps({"decode": tps, "prefill": ptps, "tokens": toks[:24], "weights": b.weight_bytes,
+                          "peak_rss": rss}), flush=True)
+
+
+# ---- the orchestrator ---------------------------------------------------------------------------
+def tokenizer(path: str):
+    from lmstack.load import load_model
+
+    return load_model(path)[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="a GGUF file or a model name")
+    ap.add_argument("--backends", default=",".join(BACKENDS))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--prompt-tokens", type=int, default=32)
+    ap.add_argument("--prefill-tokens", type=int, default=512)
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--model-path", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        return worker(a)
+
+    from lmstack.io.models import resolve_model
+
+    path = str(resolve_model(a.model))
+    tok = tokenizer(path)
+    ids = tok.encode(TEXT * 40)
+    decode_ids, prefill_ids = ids[: a.prompt_tokens], ids[: a.prefill_tokens]
+    names = a.backends.split(",")
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "OPENBLAS_NUM_THREADS": str(a.threads),
+           "MKL_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false", "LLAMA_LOG_VERBOSITY": "1"}
+    workers = {}
+    for name in names:  # loaded one after another, so loading does not compete with measuring
+        cmd = [sys.executable, __file__, "--worker", name, "--model-path", path, "--threads", str(a.threads),
+               "--new-tokens", str(a.new_tokens)]
+        w = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, env=env)
+        w.stdin.write(json.dumps([decode_ids, prefill_ids]) + "\n")
+        w.stdin.flush()
+        ready = w.stdout.readline()
+        if not ready:
+            raise SystemExit(f"{name}: worker failed to start (run it alone with --backends {name} to see why)")
+        workers[name] = w
+        print(f"loaded {name} in {json.loads(ready)['load_s']:.1f} s", file=sys.stderr)
+    rows = {n: [] for n in names}
+    for r in range(a.repeats):
+        for name, w in workers.items():
+            w.stdin.write("run\n")
+            w.stdin.flush()
+            rows[name].append(json.loads(w.stdout.readline()))
+        print(f"round {r + 1}/{a.repeats} done", file=sys.stderr)
+    for w in workers.values():
+        w.stdin.close()
+        w.wait()
+
+    med = {n: {k: statistics.median(x[k] for x in rs) for k in ("decode", "prefill", "weights", "peak_rss")}
+           for n, rs in rows.items()}
+    base = med.get("llama.cpp")
+    load = os.getloadavg()[0]
+    print(f"\nmodel {Path(path).name}, {a.threads} threads, decode {a.new_tokens} tokens after {a.prompt_tokens}, "
+          f"prefill {a.prefill_tokens}; median of {a.repeats} rounds; load average at the end {load:.1f}\n")
+    print(f"{'backend':<22}{'decode tok/s':>13}{'vs llama.cpp':>13}{'prefill tok/s':>15}{'vs llama.cpp':>13}"
+          f"{'weights MB':>12}{'peak RSS MB':>13}  greedy continuation")
+    for n, m in med.items():
+        rd = f"{m['decode'] / base['decode']:.2f}x" if base else "-"
+        rp = f"{m['prefill'] / base['prefill']:.2f}x" if base else "-"
+        out = rows[n][-1]["tokens"]
+        text = out if isinstance(out, str) else tok.decode(out)
+        print(f"{n:<22}{m['decode']:>13.1f}{rd:>13}{m['prefill']:>15.1f}{rp:>13}{m['weights'] / 1e6:>12.1f}"
+              f"{m['peak_rss'] / 1e6:>13.0f}  {text[:40]!r}")
+    if "transformers" in med:
+        for n in (n for n in med if n.startswith("engine")):
+            print(f"{n} decode vs transformers: {med[n]['decode'] / med['transformers']['decode']:.1f}x")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"model": Path(path).name, "threads": a.threads, "rounds": rows,
+                                            "median": med, "load_average": load}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

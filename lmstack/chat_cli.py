@@ -1,0 +1,133 @@
+"""`lmstack generate` and `lmstack chat`: the engine in a terminal, streaming as it goes.
+
+Chat keeps the conversation as messages and renders it with the model's own chat template each
+turn, so what the model sees is exactly what it was trained on. Ctrl-C while a reply is streaming
+stops that reply and keeps the session; Ctrl-D (or /exit) leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from lmstack.engine import Engine, SamplingParams
+from lmstack.errors import LmstackError
+
+HELP = "commands: /reset (forget the conversation), /system <text> (set the system prompt; empty clears it), /exit"
+
+
+def add_engine_flags(p: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
+    """Model, speed and sampling flags shared by `generate` and `chat`."""
+    p.add_argument("--model", required=True, help="a .gguf file, a training run directory or a model name")
+    p.add_argument("--quant", default="none", choices=["none", "int8", "int4"], help="weight-only quantisation")
+    p.add_argument("--compile", action="store_true", help="torch.compile the decoder layer (a one-off wait)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--max-seq-len", type=int, help="KV-cache length (default: the model's context)")
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--seed", type=int)
+
+
+def engine_from_args(a: argparse.Namespace) -> Engine:
+    return Engine.load(a.model, quant=a.quant, compile=a.compile, threads=a.threads, max_batch=1,
+                       max_seq_len=a.max_seq_len)
+
+
+def params_from_args(a: argparse.Namespace) -> SamplingParams:
+    p = SamplingParams(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                       repetition_penalty=a.repetition_penalty, stop=list(a.stop), seed=a.seed)
+    p.check()
+    return p
+
+
+def generate(engine: Engine, prompt: str, params: SamplingParams, out: TextIO = sys.stdout) -> str:
+    """Print the prompt, then its continuation as it is generated; return the continuation."""
+    tok = engine.tokenizer
+    ids = tok.encode(prompt, add_bos=True) or [tok.eot_id]
+    out.write(prompt)
+    out.flush()
+    req = engine.submit(ids, params)
+    parts = []
+    try:
+        for ev in req:
+            out.write(ev.text)
+            out.flush()
+            parts.append(ev.text)
+    finally:
+        req.cancel()  # Ctrl-C: stop the engine too
+    out.write("\n")
+    return "".join(parts)
+
+
+def _prompt_ids(engine: Engine, system: str | None, history: list[dict], user: str, reserve: int) -> list[int]:
+    """The conversation as token ids, dropping the oldest exchanges until it leaves `reserve` tokens
+    of context for the reply."""
+    from lmstack.io.conversations import encode_chat
+
+    while True:
+        messages = ([{"role": "system", "content": system}] if system else []) + history + [
+            {"role": "user", "content": user}]
+        ids, _ = encode_chat(engine.tokenizer, messages, template=engine.chat_template, add_generation_prompt=True,
+                             with_mask=False)
+        if len(ids) + reserve <= engine.max_seq_len:
+            return ids
+        if not history:
+            raise LmstackError(f"message of {len(ids)} tokens leaves no room for a reply in the "
+                               f"{engine.max_seq_len}-token context")
+        del history[:2]  # the oldest user message and its reply
+
+
+def chat(engine: Engine, params: SamplingParams, system: str | None = None,
+         read: Callable[[str], str] = input, out: TextIO = sys.stdout) -> list[dict]:
+    """The read-reply loop; returns the conversation when the user leaves."""
+    history: list[dict] = []
+    reserve = min(params.max_new_tokens, engine.max_seq_len // 4)
+    out.write(f"{HELP}\nCtrl-C stops a reply; Ctrl-D quits.\n")
+    while True:
+        try:
+            line = read("> ")
+        except EOFError:
+            out.write("\n")
+            return history
+        except KeyboardInterrupt:
+            out.write("\n(Ctrl-D or /exit to quit)\n")
+            continue
+        text = line.strip()
+        if text in ("/exit", "/quit"):
+            return history
+        if text == "/reset":
+            history.clear()
+            out.write("(conversation cleared)\n")
+            continue
+        if text == "/system" or text.startswith("/system "):
+            system = text[len("/system"):].strip() or None
+            out.write(f"(system prompt {'set' if system else 'cleared'})\n")
+            continue
+        if text.startswith("/"):
+            out.write(f"unknown command {text.split()[0]}; {HELP}\n")
+            continue
+        if not text:
+            continue
+        try:
+            ids = _prompt_ids(engine, system, history, line, reserve)
+        except LmstackError as e:
+            out.write(f"error: {e}\n")
+            continue
+        req = engine.submit(ids, params)
+        reply = []
+        try:
+            for ev in req:
+                out.write(ev.text)
+                out.flush()
+                reply.append(ev.text)
+        except KeyboardInterrupt:
+            req.cancel()
+            out.write(" [stopped]")
+        out.write("\n")
+        history += [{"role": "user", "content": line}, {"role": "assistant", "content": "".join(reply)}]

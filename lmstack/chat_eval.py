@@ -1,0 +1,180 @@
+"""`lmstack eval --chat`: does the model answer, and does it behave like an assistant?
+
+Each held-out conversation is cut before its last assistant turn; the model answers greedily and the
+reply is scored against that turn: exact match (after normalising case, spaces and end punctuation),
+contains match (the short answer the record's `meta` names, as whole words), and format adherence:
+the reply ends its turn with <|im_end|> and does not leak into other roles ("user:", a new
+<|im_start|>). Several models answer the same questions, so a base model and its fine-tune are
+compared side by side; results go to JSON and a short markdown table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmstack.errors import LmstackError
+from lmstack.io.chat_template import CHATML_TEMPLATE
+from lmstack.io.conversations import END_OF_TURN, Conversation, encode_chat, special_token_ids
+
+_ROLE_LEAK = re.compile(r"(?im)(<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|^\s*(user|assistant|system)\s*:)")
+
+
+@dataclass
+class Question:
+    prompt: list[dict]
+    reference: str
+    answer: str
+    task: str
+
+
+def questions_from(convs: list[Conversation]) -> list[Question]:
+    """Each conversation up to (not including) its last assistant turn, and that turn as reference."""
+    out = []
+    for c in convs:
+        last = max((i for i, m in enumerate(c.messages) if m["role"] == "assistant"), default=None)
+        if last is None or last == 0:
+            continue
+        ref = c.messages[last]["content"]
+        out.append(Question(c.messages[:last], ref, str(c.meta.get("answer") or ref), str(c.meta.get("task", "all"))))
+    if not out:
+        raise LmstackError("no conversation has an assistant turn to score")
+    return out
+
+
+def normalise(text: str) -> str:
+    text = re.sub(r"\s+", " ", text.strip().lower())
+    return text.strip(" .!?,;:'\"")
+
+
+def contains(reply: str, answer: str) -> bool:
+    a = normalise(answer)
+    return bool(a) and re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", normalise(reply)) is not None
+
+
+def score_reply(text: str, ended_turn: bool, q: Question) -> dict:
+    leak = _ROLE_LEAK.search(text) is not None
+    return {"exact": normalise(text) == normalise(q.reference), "contains": contains(text, q.answer),
+            "ends_turn": ended_turn, "no_leak": not leak, "format_ok": ended_turn and not leak}
+
+
+def answer_all(engine, prompts: list[list[dict]], max_new_tokens: int = 64, batch: int = 16,
+               template: str | None = None) -> list[tuple[str, bool]]:
+    """Greedy replies from an engine (lmstack.engine contract) and whether each ended its turn."""
+    from lmstack.engine import SamplingParams
+
+    tok = engine.tokenizer
+    template = template or getattr(engine, "chat_template", None) or CHATML_TEMPLATE
+    end_id = special_token_ids(tok).get(END_OF_TURN)
+    stop = [end_id] if end_id is not None else None
+    encoded = [encode_chat(tok, p, template=template, add_generation_prompt=True, with_mask=False)[0]
+               for p in prompts]
+    out: list[tuple[str, bool] | None] = [None] * len(prompts)
+    room = {i: min(max_new_tokens, engine.max_seq_len - len(ids)) for i, ids in enumerate(encoded)}
+    for i, r in room.items():
+        if r <= 0:
+            out[i] = ("", False)  # the question alone fills the context: no room to answer
+    todo = [i for i in range(len(prompts)) if out[i] is None]
+    for n in sorted({room[i] for i in todo}):
+        group = [i for i in todo if room[i] == n]
+        for s in range(0, len(group), batch):
+            chunk = group[s : s + batch]
+            params = SamplingParams(max_new_tokens=n, temperature=0.0, stop_token_ids=stop)
+            for i, c in zip(chunk, engine.generate([encoded[i] for i in chunk], params), strict=True):
+                out[i] = (c.text, c.finish_reason == "stop")
+    return out  # type: ignore[return-value]
+
+
+def side_by_side(engines: dict[str, object], prompts: list[list[dict]], max_new_tokens: int = 48) -> str:
+    """The same questions answered by each model, as plain text for a terminal."""
+    replies = {name: answer_all(eng, prompts, max_new_tokens) for name, eng in engines.items()}
+    out = []
+    for i, p in enumerate(prompts):
+        turns = " / ".join(f"{m['role']}: {m['content']}" for m in p if m["role"] != "system").replace("\n", " ")
+        out.append(f"\n{turns}")
+        for name in engines:
+            text, ended = replies[name][i]
+            text = text.strip().replace("\n", " / ") or "(nothing)"
+            out.append(f"  {name:<10} {text[:160]}{'' if ended else '  [no end of turn]'}")
+    return "\n".join(out)
+
+
+def evaluate_chat(engines: dict[str, object], convs: list[Conversation], max_new_tokens: int = 64,
+                  limit: int | None = None, progress: bool = False) -> dict:
+    """Score each model on the same questions; {"models": {name: metrics}, "examples": [...]}."""
+    qs = questions_from(convs)[:limit] if limit else questions_from(convs)
+    replies = {}
+    for name, eng in engines.items():
+        if progress:
+            print(f"answering {len(qs)} held-out questions with {name} ...")
+        replies[name] = answer_all(eng, [q.prompt for q in qs], max_new_tokens)
+    models, examples = {}, []
+    for name in engines:
+        scores = [score_reply(t, ended, q) for (t, ended), q in zip(replies[name], qs, strict=True)]
+        models[name] = _aggregate(scores, qs)
+    for i, q in enumerate(qs):
+        row = {"task": q.task, "question": q.prompt[-1]["content"], "reference": q.reference, "answer": q.answer}
+        for name in engines:
+            text, ended = replies[name][i]
+            row[name] = {"reply": text, **score_reply(text, ended, q)}
+        examples.append(row)
+    return {"n": len(qs), "max_new_tokens": max_new_tokens, "models": models, "examples": examples}
+
+
+def _aggregate(scores: list[dict], qs: list[Question]) -> dict:
+    keys = ("exact", "contains", "ends_turn", "no_leak", "format_ok")
+    mean = lambda rows: {k: sum(r[k] for r in rows) / max(len(rows), 1) for k in keys}
+    by_task: dict[str, list[dict]] = {}
+    for s, q in zip(scores, qs, strict=True):
+        by_task.setdefault(q.task, []).append(s)
+    return {**mean(scores), "by_task": {t: {"n": len(rows), **mean(rows)} for t, rows in sorted(by_task.items())}}
+
+
+def markdown_report(result: dict, examples: int = 6) -> str:
+    """Metrics per model, contains-match per task, and a few questions answered side by side."""
+    names = list(result["models"])
+    lines = [f"{result['n']} held-out conversations, greedy, at most {result['max_new_tokens']} new tokens.", "",
+             "| model | exact | contains | ends turn | no role leak |", "|---|---|---|---|---|"]
+    for n in names:
+        m = result["models"][n]
+        lines.append(f"| {n} | {m['exact']:.1%} | {m['contains']:.1%} | {m['ends_turn']:.1%} | {m['no_leak']:.1%} |")
+    tasks = sorted({t for n in names for t in result["models"][n]["by_task"]})
+    lines += ["", "contains match by task:", "", "| task | n | " + " | ".join(names) + " |",
+              "|---|---|" + "---|" * len(names)]
+    for t in tasks:
+        cells = [f"{result['models'][n]['by_task'].get(t, {}).get('contains', 0):.0%}" for n in names]
+        count = result["models"][names[0]]["by_task"].get(t, {}).get("n", 0)
+        lines.append(f"| {t} | {count} | " + " | ".join(cells) + " |")
+    if examples:
+        lines += ["", "| question | reference | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for ex in _spread(result["examples"], examples):
+            cells = [_cell(ex["question"]), _cell(ex["reference"])] + [_cell(ex[n]["reply"]) for n in names]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _spread(rows: list[dict], k: int) -> list[dict]:
+    """Up to k examples, one per task first, so the table shows every kind of question."""
+    seen, out = set(), []
+    for r in rows:
+        if r["task"] not in seen:
+            seen.add(r["task"])
+            out.append(r)
+    return (out + [r for r in rows if r not in out])[:k]
+
+
+def _cell(text: str, width: int = 90) -> str:
+    text = text.replace("|", "\\|").replace("\n", " / ").strip()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def write_results(result: dict, json_path: str | Path | None, md_path: str | Path | None) -> None:
+    import json
+
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    if md_path:
+        Path(md_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(md_path).write_text(markdown_report(result))

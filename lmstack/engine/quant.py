@@ -1,0 +1,80 @@
+"""Weight-only quantisation for inference: one linear layer whose weight is fp32, int8 or int4.
+
+Decoding one token reads every weight once, so at batch 1 the speed is set by bytes of weights,
+not by arithmetic. int8 keeps one scale per output row (symmetric); int4 keeps a scale and an
+offset per group of 32 inputs (asymmetric, the same 0.625 bytes per weight as GGUF Q4_1). The
+matrix products run in PyTorch's CPU kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`),
+which are fast with bfloat16 activations, so quantised layers take bf16 in and give fp32 out; the
+residual stream stays fp32.
+
+`rows(ids)` dequantises single rows, so a tied embedding is looked up in the output matrix itself
+and the vocabulary is stored once (at int8 at least: see forward.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+QUANTS = ("none", "int8", "int4")
+INT4_GROUP = 32
+_INT4_BLOCK_N = 64  # the CPU int4 kernel packs 64 output rows together
+
+
+def int4_fits(n_out: int, n_in: int, group: int = INT4_GROUP) -> bool:
+    """The int4 kernel wants whole blocks of 64 output rows and whole groups of inputs."""
+    return n_out % _INT4_BLOCK_N == 0 and n_in % group == 0
+
+
+class QLinear(nn.Module):
+    """y = x @ W.T with W (n_out, n_in) kept as fp32, int8 (+ row scales) or int4 (+ group scales/offsets).
+
+    int4 falls back to int8 for a shape the kernel cannot pack (say so via `.kind`)."""
+
+    def __init__(self, weight: torch.Tensor, quant: str = "none", group: int = INT4_GROUP):
+        super().__init__()
+        if quant not in QUANTS:
+            raise ValueError(f"unknown quantisation {quant!r}; choose from {', '.join(QUANTS)}")
+        w = weight.detach().float()
+        self.n_out, self.n_in = w.shape
+        if quant == "int4" and not int4_fits(self.n_out, self.n_in, group):
+            quant = "int8"
+        self.kind, self.group = quant, group
+        if quant == "none":
+            self.register_buffer("weight", w.contiguous())
+        elif quant == "int8":
+            scale = w.abs().amax(1).clamp(min=1e-12) / 127
+            self.register_buffer("weight", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+            self.register_buffer("scale", scale.to(torch.bfloat16))
+        else:
+            g = w.reshape(self.n_out, self.n_in // group, group)
+            lo, hi = g.amin(-1), g.amax(-1)
+            scale = ((hi - lo) / 15).clamp(min=1e-12)
+            q = ((g - lo[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32)
+            # the kernel computes (q - 8) * scale + offset, so its offset is lo + 8 * scale
+            sz = torch.stack([scale.t(), (lo + 8 * scale).t()], -1).contiguous()  # (n_in/group, n_out, 2)
+            self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+                q.reshape(self.n_out, self.n_in), 1))
+            self.register_buffer("scale", sz.to(torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "none":
+            return F.linear(x, self.weight)
+        x2 = x.reshape(-1, self.n_in).to(torch.bfloat16)
+        if self.kind == "int8":
+            y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, self.group, self.scale)
+        return y.float().reshape(*x.shape[:-1], self.n_out)
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Dequantised rows W[ids] as fp32: an embedding lookup in this matrix."""
+        if self.kind == "none":
+            return F.embedding(ids, self.weight)
+        if self.kind == "int8":
+            return self.weight[ids].float() * self.scale[ids].float().unsqueeze(-1)
+        raise NotImplementedError("rows of an int4 matrix (vocabulary matrices are kept at int8)")
+
+    def nbytes(self) -> int:
+        return sum(b.numel() * b.element_size() for b in self.buffers())

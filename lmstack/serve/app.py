@@ -1,0 +1,274 @@
+"""The OpenAI-compatible HTTP API and the web chat, over one or more engines.
+
+Every request, streaming or not, becomes `engine.submit(prompt_ids, params)`; the engine's scheduler
+batches whatever is in flight, so concurrent clients share forward passes instead of queueing
+behind a lock. A request's blocking token iterator is walked in a worker thread per request, so the
+event loop stays free. When a streaming client goes away, its request is cancelled and its slot in
+the batch freed. Anything a client can send wrong comes back as a 4xx with OpenAI's error body;
+anything else as a 500 with the same shape. The server itself never stops on input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lmstack.errors import LmstackError
+from lmstack.io.conversations import encode_chat, validate_record
+from lmstack.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest, validation_message
+
+STATIC = Path(__file__).parent / "static"
+
+
+class ModelEntry:
+    """A served model: its public id, the engine, and what the API reports about it."""
+
+    def __init__(self, name: str, engine, source: str = ""):
+        self.name, self.engine, self.source = name, engine, source
+        self.created = int(time.time())
+
+    def card(self) -> dict:
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "lmstack",
+                "context_length": self.engine.max_seq_len}
+
+
+def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
+    """A FastAPI app serving the given engines ({name: engine}) under their names."""
+    entries = models if isinstance(models, list) else [ModelEntry(n, e) for n, e in models.items()]
+    if not entries:
+        raise LmstackError("serve: no model to serve")
+    by_name = {m.name: m for m in entries}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        # each in-flight choice holds a worker thread while it waits for its next token
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 512
+        yield
+
+    app = FastAPI(title="lmstack", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.models = by_name
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, e: ApiError):
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError):
+        msg, param, code = validation_message(list(e.errors()))
+        return JSONResponse(ApiError(400, msg, param, code).body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException):
+        msg = "no such endpoint" if e.status_code == 404 else str(e.detail)
+        return JSONResponse(ApiError(e.status_code, msg).body(), status_code=e.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, e: Exception):
+        return JSONResponse(ApiError(500, f"internal error: {type(e).__name__}: {e}").body(), status_code=500)
+
+    def model_for(name: str) -> ModelEntry:
+        if name not in by_name:
+            raise ApiError(404, f"the model {name!r} does not exist; served: {', '.join(by_name)}", "model",
+                           "model_not_found")
+        return by_name[name]
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": list(by_name)}
+
+    @app.get("/v1/models")
+    async def list_models():
+        return {"object": "list", "data": [m.card() for m in entries]}
+
+    @app.get("/v1/models/{name:path}")
+    async def get_model(name: str):
+        return model_for(name).card()
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(req: ChatCompletionRequest):
+        entry = model_for(req.model)
+        eng = entry.engine
+        try:
+            conv = validate_record({"messages": [m.as_dict() for m in req.messages],
+                                    **({"tools": req.tools} if req.tools else {})}, require_assistant=False)
+        except LmstackError as e:
+            raise ApiError(400, str(e), "messages", "invalid_messages") from None
+        template = getattr(eng, "chat_template", None) or getattr(eng.tokenizer, "chat_template", None)
+        try:
+            ids, _ = encode_chat(eng.tokenizer, conv.messages, conv.tools, template, add_generation_prompt=True,
+                                 with_mask=False)
+        except LmstackError as e:
+            raise ApiError(400, str(e), "messages", "template_error") from None
+        return await _complete(entry, req, [ids], chat=True, param="messages")
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest):
+        entry = model_for(req.model)
+        tok = entry.engine.tokenizer
+        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if req.stream and len(prompts) > 1:
+            raise ApiError(400, "streaming takes one prompt at a time", "prompt", "invalid_value")
+        ids = [tok.encode(p) or [tok.eot_id] for p in prompts]
+        return await _complete(entry, req, ids, chat=False, param="prompt",
+                               echo=prompts if req.echo else None)
+
+    @app.get("/")
+    async def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _params(req, eng, prompt_len: int, param: str, index: int):
+    """SamplingParams for one choice, after checking the prompt and max_tokens against the context."""
+    from lmstack.engine import SamplingParams
+
+    ctx = eng.max_seq_len
+    if prompt_len >= ctx:
+        raise ApiError(400, f"this model's maximum context length is {ctx} tokens; the prompt is "
+                            f"{prompt_len} tokens", param, "context_length_exceeded")
+    room = ctx - prompt_len
+    if req.max_tokens is not None and req.max_tokens > room:
+        raise ApiError(400, f"this model's maximum context length is {ctx} tokens; you asked for {prompt_len} "
+                            f"in the prompt plus {req.max_tokens} to generate", "max_tokens",
+                       "context_length_exceeded")
+    seed = None if req.seed is None else req.seed + index
+    return SamplingParams(max_new_tokens=req.max_tokens or room, temperature=req.temperature, top_k=req.top_k,
+                          top_p=req.top_p, stop=list(req.stop or []), seed=seed)
+
+
+def _submit_all(eng, jobs: list[tuple[list[int], int]], params: list, param: str) -> list:
+    """One engine request per choice; if one is refused, the ones already queued are cancelled."""
+    out = []
+    try:
+        for (ids, _), sp in zip(jobs, params, strict=True):
+            out.append(eng.submit(ids, sp))
+    except LmstackError as e:
+        for r in out:
+            r.cancel()
+        raise ApiError(400, str(e), param, "invalid_value") from None
+    return out
+
+
+def _drain(request) -> tuple[str, int, str]:
+    """Run one request to the end in this (worker) thread: text, tokens generated, finish reason."""
+    parts, n, finish = [], 0, "length"
+    for ev in request:
+        parts.append(ev.text)
+        n += ev.token_id is not None and ev.token_id >= 0
+        if ev.finish_reason:
+            finish = ev.finish_reason
+    return "".join(parts), n, finish
+
+
+async def _complete(entry: ModelEntry, req, prompts: list[list[int]], chat: bool, param: str,
+                    echo: list[str] | None = None):
+    eng = entry.engine
+    jobs = [(p, i * len(prompts) + k) for i in range(req.n) for k, p in enumerate(prompts)]
+    # check every choice before starting any, so a bad request costs no generation
+    params = [_params(req, eng, len(p), param, idx) for p, idx in jobs]
+    rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
+    created = int(time.time())
+    usage_prompt = sum(len(p) for p in prompts)
+    requests = _submit_all(eng, jobs, params, param)
+    if req.stream:
+        return StreamingResponse(_stream(entry, req, requests, rid, created, chat, usage_prompt),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    try:
+        results = await asyncio.gather(*(run_in_threadpool(_drain, r) for r in requests))
+    except asyncio.CancelledError:
+        for r in requests:
+            r.cancel()
+        raise
+    choices = []
+    for i, (text, _, finish) in enumerate(results):
+        if chat:
+            choices.append({"index": i, "message": {"role": "assistant", "content": text},
+                            "finish_reason": finish, "logprobs": None})
+        else:
+            prefix = echo[i % len(prompts)] if echo else ""
+            choices.append({"index": i, "text": prefix + text, "finish_reason": finish, "logprobs": None})
+    completion = sum(n for _, n, _ in results)
+    return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
+            "model": entry.name, "choices": choices,
+            "usage": {"prompt_tokens": usage_prompt, "completion_tokens": completion,
+                      "total_tokens": usage_prompt + completion}}
+
+
+def _sse(obj) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+async def _stream(entry: ModelEntry, req, requests: list, rid: str, created: int, chat: bool, usage_prompt: int):
+    """Server-sent events: one chunk per token of each choice (choices interleave), then [DONE]."""
+    obj = "chat.completion.chunk" if chat else "text_completion"
+    base = {"id": rid, "object": obj, "created": created, "model": entry.name}
+    queue: asyncio.Queue = asyncio.Queue()
+    counts = [0] * len(requests)
+    loop = asyncio.get_running_loop()
+    for i, r in enumerate(requests):
+        threading.Thread(target=_pump, args=(loop, queue, i, r), daemon=True).start()
+    try:
+        if chat:
+            for i in range(len(requests)):
+                yield _sse({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                                 "finish_reason": None, "logprobs": None}]})
+        open_ = len(requests)
+        while open_:
+            batch = [await queue.get()]
+            while not queue.empty():  # whatever else is ready goes out in the same write
+                batch.append(queue.get_nowait())
+            out = []
+            for i, ev in batch:
+                if ev is None:
+                    open_ -= 1
+                elif isinstance(ev, Exception):
+                    out.append(_sse(ApiError(500, f"generation failed: {ev}").body()))
+                else:
+                    counts[i] += ev.token_id is not None and ev.token_id >= 0
+                    if ev.text or ev.finish_reason:
+                        body = {"delta": {"content": ev.text} if ev.text else {}} if chat else {"text": ev.text}
+                        out.append(_sse({**base, "choices": [{"index": i, **body, "finish_reason": ev.finish_reason,
+                                                              "logprobs": None}]}))
+            if out:
+                yield "".join(out)
+        if req.stream_options and req.stream_options.include_usage:
+            n = sum(counts)
+            yield _sse({**base, "choices": [], "usage": {"prompt_tokens": usage_prompt, "completion_tokens": n,
+                                                          "total_tokens": usage_prompt + n}})
+        yield "data: [DONE]\n\n"
+    finally:  # the client went away, or we are done: free the engine's slots either way
+        for r in requests:
+            r.cancel()
+
+
+def _pump(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, i: int, request) -> None:
+    """Walk one request's blocking event stream in its own thread, handing events to the event loop."""
+    def put(item) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down)
+            request.cancel()
+
+    try:
+        for ev in request:
+            put((i, ev))
+    except Exception as e:  # noqa: BLE001 - reported to the client as an error event
+        put((i, e))
+    finally:
+        put((i, None))

@@ -1,0 +1,144 @@
+"""The OpenAI wire format: request bodies (validated) and the error body every failure returns.
+
+Validation lives in the request models, so a bad parameter becomes a 400 with the parameter's name
+before anything reaches the engine. Parameters lmstack does not implement are refused when set to
+anything but their neutral value, rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class ApiError(Exception):
+    """An error the client caused (or a server fault), carried to the OpenAI-style error body."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 type: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.type = type or ("invalid_request_error" if status < 500 else "server_error")
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class _Sampling(BaseModel):
+    """Parameters both endpoints share."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)  # not in OpenAI's API; llama.cpp and vLLM accept it too
+    n: int = Field(default=1, ge=1, le=16)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] | None = None
+    logprobs: Any = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v):
+        stops = [v] if isinstance(v, str) else (v or [])
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop sequences")
+        if any(not s for s in stops):
+            raise ValueError("stop sequences must be non-empty")
+        return stops
+
+    @model_validator(mode="after")
+    def _unsupported(self):
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(self, name):
+                raise ValueError(f"{name} is not supported (only 0)")
+        if self.logit_bias:
+            raise ValueError("logit_bias is not supported")
+        if self.logprobs not in (None, False, 0):
+            raise ValueError("logprobs are not supported")
+        return self
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict] | None = None
+    name: str | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
+
+    def as_dict(self) -> dict:
+        d = self.model_dump(exclude_none=True)
+        if d["role"] == "developer":  # OpenAI's newer name for the system role
+            d["role"] = "system"
+        return d
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    tools: list[dict] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict | None = None
+
+    @model_validator(mode="after")
+    def _chat_only(self):
+        if self.response_format and self.response_format.get("type") not in (None, "text"):
+            raise ValueError("only response_format {'type': 'text'} is supported")
+        if self.tool_choice not in (None, "auto", "none"):
+            raise ValueError("tool_choice must be 'auto' or 'none'")
+        if self.max_completion_tokens and not self.max_tokens:
+            self.max_tokens = self.max_completion_tokens
+        return self
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] = Field(min_length=1)
+    max_tokens: int | None = Field(default=16, ge=1)
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+
+    @model_validator(mode="after")
+    def _completion_only(self):
+        if self.suffix:
+            raise ValueError("suffix is not supported")
+        if self.best_of not in (None, 1, self.n):
+            raise ValueError("best_of is not supported")
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise ValueError("prompt must not be empty")
+        return self
+
+
+def validation_message(errors: list[dict]) -> tuple[str, str | None, str | None]:
+    """(message, param, code) from pydantic's error list: the first problem, named by its field."""
+    if not errors:
+        return "invalid request", None, None
+    e = errors[0]
+    loc = [str(x) for x in e.get("loc", ()) if x != "body"]
+    if e.get("type") == "json_invalid":
+        why = e.get("ctx", {}).get("error", e.get("msg"))
+        return f"the request body is not valid JSON ({why})", None, "invalid_json"
+    param = ".".join(loc) or None
+    msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
+    if e.get("type") == "missing":
+        return f"missing required parameter: {param}", param, "missing_parameter"
+    if e.get("type") == "extra_forbidden":
+        return f"unrecognized request argument: {param}", param, "unknown_parameter"
+    if e.get("type") == "model_attributes_type":
+        return "the request body must be a JSON object", None, "invalid_body"
+    return f"invalid value for {param}: {msg}" if param else msg, param, "invalid_value"

@@ -1,0 +1,194 @@
+// lmstack web chat: one page, no build step. Talks to this server's OpenAI-compatible API,
+// streams replies over server-sent events, keeps conversations in the browser's localStorage.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const STORE = "lmstack.chats";
+const state = { chats: [], current: null, controller: null };
+
+function load() {
+  try { state.chats = JSON.parse(localStorage.getItem(STORE) || "[]"); } catch { state.chats = []; }
+}
+function save() { localStorage.setItem(STORE, JSON.stringify(state.chats.slice(0, 50))); }
+function newChat() {
+  const chat = { id: Date.now().toString(36) + Math.random().toString(36).slice(2, 6), title: "New chat",
+                 system: $("system").value, messages: [] };
+  state.chats.unshift(chat);
+  state.current = chat;
+  renderHistory();
+  renderMessages();
+  return chat;
+}
+
+function renderHistory() {
+  const ul = $("history");
+  ul.replaceChildren();
+  for (const chat of state.chats) {
+    const li = document.createElement("li");
+    li.className = chat === state.current ? "active" : "";
+    const title = document.createElement("span");
+    title.textContent = chat.title;
+    const del = document.createElement("button");
+    del.textContent = "×";
+    del.title = "delete";
+    del.onclick = (e) => {
+      e.stopPropagation();
+      state.chats = state.chats.filter((c) => c !== chat);
+      if (state.current === chat) state.current = state.chats[0] || null;
+      save(); renderHistory(); renderMessages();
+    };
+    li.onclick = () => { if (!state.controller) { state.current = chat; $("system").value = chat.system || ""; renderHistory(); renderMessages(); } };
+    li.append(title, del);
+    ul.append(li);
+  }
+}
+
+function bubble(role, text) {
+  const div = document.createElement("div");
+  div.className = "msg " + role;
+  div.textContent = text;
+  $("messages").append(div);
+  $("messages").scrollTop = $("messages").scrollHeight;
+  return div;
+}
+
+function renderMessages() {
+  $("messages").replaceChildren();
+  if (!state.current) return;
+  for (const m of state.current.messages) {
+    const div = bubble(m.role, m.content);
+    if (m.note) addNote(div, m.note);
+  }
+}
+
+function addNote(div, text) {
+  const note = document.createElement("span");
+  note.className = "note";
+  note.textContent = text;
+  div.append(note);
+}
+
+function setBusy(busy) {
+  $("send").disabled = busy;
+  $("stop").hidden = !busy;
+  $("status").textContent = busy ? "generating…" : "";
+}
+
+async function loadModels() {
+  try {
+    const r = await fetch("/v1/models");
+    const body = await r.json();
+    const sel = $("model");
+    sel.replaceChildren();
+    for (const m of body.data) {
+      const opt = document.createElement("option");
+      opt.value = m.id;
+      opt.textContent = `${m.id} (${m.context_length} ctx)`;
+      sel.append(opt);
+    }
+    const saved = localStorage.getItem("lmstack.model");
+    if (saved && body.data.some((m) => m.id === saved)) sel.value = saved;
+  } catch (e) {
+    bubble("error", "could not list models: " + e);
+  }
+}
+
+async function send(text) {
+  const chat = state.current || newChat();
+  chat.system = $("system").value;
+  chat.messages.push({ role: "user", content: text });
+  if (chat.title === "New chat") chat.title = text.slice(0, 40);
+  bubble("user", text);
+  const reply = { role: "assistant", content: "" };
+  const div = bubble("assistant", "");
+  div.classList.add("streaming");
+  renderHistory();
+
+  const messages = (chat.system.trim() ? [{ role: "system", content: chat.system }] : [])
+    .concat(chat.messages.filter((m) => m.role !== "error").map(({ role, content }) => ({ role, content })));
+  const body = { model: $("model").value, messages, stream: true, stream_options: { include_usage: true },
+                 temperature: Number($("temperature").value || 0.7) };
+  const maxTokens = parseInt($("max-tokens").value, 10);
+  if (maxTokens > 0) body.max_tokens = maxTokens;
+
+  state.controller = new AbortController();
+  setBusy(true);
+  let finish = null, usage = null;
+  try {
+    const r = await fetch("/v1/chat/completions", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      signal: state.controller.signal,
+    });
+    if (!r.ok) {
+      const err = await r.json().catch(() => ({ error: { message: r.statusText } }));
+      throw new Error(err.error ? err.error.message : r.statusText);
+    }
+    const reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const event = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        for (const line of event.split("\n")) {
+          if (!line.startsWith("data: ")) continue;
+          const data = line.slice(6);
+          if (data === "[DONE]") continue;
+          const chunk = JSON.parse(data);
+          if (chunk.error) throw new Error(chunk.error.message);
+          if (chunk.usage) usage = chunk.usage;
+          for (const c of chunk.choices || []) {
+            if (c.delta && c.delta.content) { reply.content += c.delta.content; div.textContent = reply.content; }
+            if (c.finish_reason) finish = c.finish_reason;
+          }
+          $("messages").scrollTop = $("messages").scrollHeight;
+        }
+      }
+    }
+  } catch (e) {
+    if (e.name === "AbortError") {
+      finish = "stopped";
+    } else {
+      div.remove();
+      chat.messages.push({ role: "error", content: String(e.message || e) });
+      bubble("error", String(e.message || e));
+    }
+  } finally {
+    div.classList.remove("streaming");
+    state.controller = null;
+    setBusy(false);
+  }
+  if (div.isConnected) {
+    reply.note = finish === "stopped" ? "stopped" : finish === "length" ? "cut at the token limit" : "";
+    if (usage) reply.note = (reply.note ? reply.note + " · " : "") + `${usage.completion_tokens} tokens`;
+    if (reply.note) addNote(div, reply.note);
+    div.dataset.finish = finish || "";
+    chat.messages.push(reply);
+  }
+  save();
+}
+
+$("composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("input").value.trim();
+  if (!text || state.controller) return;
+  $("input").value = "";
+  send(text);
+});
+$("input").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
+});
+$("stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); });
+$("new-chat").addEventListener("click", () => { if (!state.controller) { newChat(); save(); } });
+$("model").addEventListener("change", () => localStorage.setItem("lmstack.model", $("model").value));
+
+load();
+state.current = state.chats[0] || null;
+if (state.current) $("system").value = state.current.system || "";
+renderHistory();
+renderMessages();
+loadModels();

@@ -1,0 +1,136 @@
+"""Supervised fine-tuning: a pretrained model (ours or a real one) -> an assistant, in a run directory.
+
+The base is anything `load_model` opens (a run directory, a GGUF file, a named model); the data are
+conversations in OpenAI's messages format. Training is the same `train()` loop as pretraining, fed
+by `ConversationBatches` (packed rows, prompts masked with -1). Full fine-tuning updates every
+weight; LoRA freezes them and learns a low-rank update that is merged into the weights at the end.
+Either way the run directory ends up like a pretraining run (ckpt.pt, tokenizer.json, run.json),
+so `load_model`, `lmstack export`, the engine and the server open it unchanged. The base model's
+chat template is kept (in run.json, and in GGUF on export), so a real model keeps its own format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from lmstack.errors import LmstackError
+from lmstack.io.conversations import Conversation, read_conversations
+from lmstack.io.packing import ConversationBatches
+from lmstack.io.tokenizer import Tokenizer
+from lmstack.load import load_model
+from lmstack.train.checkpoint import load_checkpoint, save_checkpoint
+from lmstack.train.loop import TrainConfig, TrainResult, train
+from lmstack.train.lora import LoRAConfig, apply_lora, merge_lora
+
+
+@dataclass
+class SFTConfig:
+    base: str
+    data: str = "sft-mix"  # "sft-mix" (the default curated mix) or a .jsonl file
+    val_data: str | None = None  # default: sft-mix's own held-out file, or a slice of --data
+    out_dir: str = "runs/sft"
+    lora: LoRAConfig | None = None  # None: full fine-tuning
+    packing: bool = True
+    seq_len: int = 0  # 0: the model's context, at most 512
+    val_fraction: float = 0.05
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=200, batch_size=16, lr=3e-4, warmup_steps=20, weight_decay=0.0, eval_every=50, eval_batches=4,
+        ckpt_every=100, log_every=10))
+
+
+def resolve_data(data: str, val_data: str | None, val_fraction: float
+                 ) -> tuple[list[Conversation], list[Conversation], str, str]:
+    """Train and held-out conversations, and where they came from."""
+    if data == "sft-mix":
+        from lmstack.io.sft_mix import default_sft_mix
+
+        train_path, mix_val = default_sft_mix()
+        val_data = val_data or str(mix_val)
+    else:
+        train_path = Path(data)
+    train_convs = read_conversations(train_path)
+    if val_data:
+        return train_convs, read_conversations(val_data), str(train_path), str(val_data)
+    # one file: hold out a deterministic slice chosen by a hash of each record
+    key = lambda c: hashlib.sha256(json.dumps(c.messages, sort_keys=True).encode()).digest()[0] / 256
+    val = [c for c in train_convs if key(c) < val_fraction]
+    if not val or len(val) == len(train_convs):
+        return train_convs, [], str(train_path), ""
+    return [c for c in train_convs if key(c) >= val_fraction], val, str(train_path), f"{train_path} (hashed slice)"
+
+
+def open_base(base: str) -> tuple[torch.nn.Module, Tokenizer, dict, str]:
+    """(model, tokenizer, info, resolved path) of a run directory, GGUF file or named model."""
+    from lmstack.io.models import resolve_model
+
+    path = resolve_model(base)
+    model, tok, info = load_model(path)
+    return model, tok, info, str(path)
+
+
+def sft(cfg: SFTConfig, progress: bool = True, overwrite: bool = False, resume: bool = False) -> TrainResult:
+    run_dir = Path(cfg.out_dir)
+    if not resume and (run_dir / "ckpt.pt").exists() and not overwrite:
+        raise LmstackError(f"{run_dir} already holds a checkpoint: use --overwrite or another --out")
+    if resume and cfg.lora:
+        raise LmstackError("--resume is supported for full fine-tuning only (a LoRA run is merged when it stops)")
+    if resume and not (run_dir / "ckpt.pt").exists():
+        raise LmstackError(f"--resume: no checkpoint in {run_dir}")
+    model, tok, info, base_path = open_base(cfg.base)
+    template = tok.chat_template  # the base's own (GGUF, HF or run.json); lmstack's ChatML otherwise
+    train_convs, val_convs, train_src, val_src = resolve_data(cfg.data, cfg.val_data, cfg.val_fraction)
+    seq_len = cfg.seq_len or min(model.config.max_seq_len, 512)
+    if seq_len > model.config.max_seq_len:
+        raise LmstackError(f"--seq-len {seq_len} exceeds the model context {model.config.max_seq_len}")
+    tc = cfg.train
+    data = ConversationBatches(tok, train_convs, val_convs, seq_len, tc.batch_size, tc.grad_accum, tc.seed,
+                               cfg.packing, template)
+    st = data.stats
+    if progress:
+        print(f"data: {len(train_convs)} train / {len(val_convs)} held-out conversations -> {st.rows} rows of "
+              f"{seq_len} tokens ({st.fill:.0%} filled, {st.trained_tokens:,} trained tokens); "
+              f"{tc.steps} steps = {data.epochs(tc.steps):.1f} epochs")
+        if st.truncated:
+            print(f"note: {st.truncated} conversations were longer than {seq_len} tokens and were cut")
+    trainable = model.num_params()
+    if cfg.lora:
+        torch.manual_seed(tc.seed)
+        trainable = apply_lora(model, cfg.lora)
+    if progress:
+        mode = f"LoRA r={cfg.lora.rank} alpha={cfg.lora.alpha} on {','.join(cfg.lora.targets)}" if cfg.lora else "full"
+        print(f"model: {model.num_params() / 1e6:.2f}M parameters from {base_path}; {mode} fine-tuning, "
+              f"{trainable / 1e6:.3f}M trainable")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tok.save(run_dir / "tokenizer.json")
+    run_info = {
+        "kind": "sft", "base": cfg.base, "base_path": base_path, "data": train_src, "val_data": val_src,
+        "lora": asdict(cfg.lora) if cfg.lora else None, "packing": cfg.packing, "seq_len": seq_len,
+        "train": asdict(tc), "pack": asdict(st), "chat_template": template,
+        "model_config": model.config.to_dict(), "params": model.num_params(),
+        "params_non_embedding": model.num_params(True), "trainable_params": trainable,
+    }
+    if isinstance(info, dict) and "data_dir" in info:  # an lmstack base: bits per byte stays measurable
+        run_info["data_dir"] = info["data_dir"]
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(run_info, indent=1))
+    tmp.replace(run_dir / "run.json")
+    res = train(model, data, tc, run_dir, token_bytes=tok.token_byte_lengths(), resume=resume, progress=progress)
+    if cfg.lora:
+        _save_merged(model, run_dir, res)
+    return res
+
+
+def _save_merged(model: torch.nn.Module, run_dir: Path, res: TrainResult) -> None:
+    """Replace the LoRA checkpoint with plain merged weights: a run any loader opens."""
+    state = load_checkpoint(run_dir / "ckpt.pt")
+    merge_lora(model)
+    save_checkpoint(run_dir / "ckpt.pt", {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_config": model.config.to_dict(), "train_config": state.get("train_config"),
+        "step": res.step, "tokens_seen": res.tokens_seen, "elapsed": res.wall_time, "merged_lora": True,
+    })

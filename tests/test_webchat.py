@@ -1,0 +1,95 @@
+"""The web chat, end to end in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+
+import shutil
+
+import pytest
+
+from lmstack.engine import Engine, SamplingParams
+from lmstack.serve import create_app
+from tests.serve_fixtures import running_server, tiny_run
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def page_and_url(tmp_path_factory, tokenizer):
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    # a long context, so a greedy reply runs long enough to be stopped by hand
+    slow = tiny_run(tmp_path_factory.mktemp("long"), tokenizer, seed=2, max_seq_len=2048)
+    small = tiny_run(tmp_path_factory.mktemp("small"), tokenizer, seed=0, max_seq_len=256)
+    engines = {"tiny": Engine.load(str(small)), "tiny-long": Engine.load(str(slow))}
+    with running_server(create_app(engines)) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url + "/")
+        yield page, url, engines
+        browser.close()
+
+
+def test_chat_streams_keeps_history_and_uses_the_system_prompt(page_and_url):
+    page, url, engines = page_and_url
+    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    assert page.locator("#model option").all_inner_texts() == ["tiny (256 ctx)", "tiny-long (2048 ctx)"]
+    page.select_option("#model", "tiny")
+    page.click("#system-box summary")
+    page.fill("#system", "Be brief.")
+    page.fill("#temperature", "0")
+    page.fill("#max-tokens", "8")
+    page.fill("#input", "the king speaks")
+    page.press("#input", "Enter")
+    page.wait_for_selector(".msg.assistant:not(.streaming)")
+    reply = page.locator(".msg.assistant").first
+    from lmstack.io.conversations import encode_chat
+
+    eng = engines["tiny"]
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "the king speaks"}]
+    ids, _ = encode_chat(eng.tokenizer, msgs, add_generation_prompt=True, with_mask=False)
+    want = eng.generate([ids], SamplingParams(max_new_tokens=8, temperature=0.0))[0]
+    assert reply.evaluate("el => el.firstChild ? el.firstChild.textContent : ''") == want.text
+    assert "tokens" in reply.locator(".note").inner_text()
+    # a second turn carries the first one as history
+    page.fill("#input", "and then?")
+    page.click("#send")
+    page.wait_for_function("document.querySelectorAll('.msg.assistant:not(.streaming)').length === 2")
+    assert page.locator(".msg.user").all_inner_texts() == ["the king speaks", "and then?"]
+    assert page.locator("#history li").count() == 1
+    assert page.locator("#history li span").inner_text() == "the king speaks"
+    # a new chat starts empty; the old one is still in the history and reopens
+    page.click("#new-chat")
+    assert page.locator(".msg").count() == 0 and page.locator("#history li").count() == 2
+    page.locator("#history li").nth(1).click()
+    assert page.locator(".msg.user").count() == 2
+
+
+def test_stop_button_ends_a_reply_early(page_and_url):
+    page, *_ = page_and_url
+    page.click("#new-chat")
+    page.select_option("#model", "tiny-long")
+    page.fill("#temperature", "0")
+    page.fill("#max-tokens", "1900")
+    page.fill("#input", "the queen")
+    page.click("#send")
+    page.wait_for_function("(document.querySelector('.msg.assistant') || {}).textContent?.length > 0")
+    assert page.locator("#stop").is_visible()
+    page.click("#stop")
+    page.wait_for_selector(".msg.assistant:not(.streaming)")
+    assert page.locator(".msg.assistant").get_attribute("data-finish") == "stopped"
+    assert not page.locator("#stop").is_visible() and page.locator("#send").is_enabled()
+    assert "stopped" in page.locator(".msg.assistant .note").inner_text()
+
+
+def test_errors_are_shown_not_swallowed(page_and_url):
+    page, *_ = page_and_url
+    page.click("#new-chat")
+    page.select_option("#model", "tiny")
+    page.fill("#max-tokens", "")
+    page.fill("#input", "king " * 300)  # longer than the 256-token context
+    page.click("#send")
+    page.wait_for_selector(".msg.error")
+    assert "maximum context length" in page.locator(".msg.error").inner_text()
+    assert page.locator("#send").is_enabled()
