@@ -3,6 +3,7 @@ transformers and llama.cpp (the `xllamacpp` wheel), all measured in one run, as 
 
     python bench/inference.py                       # SmolLM2-135M-Instruct (Q4_1 GGUF), 2 threads
     python bench/inference.py --repeats 5 --backends llama.cpp,engine-int4
+    python bench/inference.py --profile engine-int4-compile   # where an engine's decode time goes
 
 Each backend lives in its own worker process (so each has its own peak memory), all loaded once,
 then measured in interleaved rounds: round r runs every backend back to back, so a busy spell on
@@ -183,8 +184,67 @@ def worker(a) -> None:
         tps, toks = b.decode(decode_ids, a.new_tokens)
         ptps = b.prefill(prefill_ids)
         rss = peak_rss()
-        print(json.dumps({"decode": tps, "prefill": ptps, "tokens": toks[:24], "weights": b.weight_bytes,
+        print(json.dumps({"decode": tps, "prefill": ptps, "tokens": toks[:24] if isinstance(toks, list) else toks,
+                          "weights": b.weight_bytes,
                           "peak_rss": rss}), flush=True)
+
+
+# ---- where the time goes ---------------------------------------------------------------------------
+CATEGORIES = [  # (label, op names whose self time it sums)
+    ("int4 matmuls (layers)", ("aten::_weight_int4pack_mm_for_cpu",)),
+    ("int8 matmuls", ("aten::_weight_int8pack_mm",)),
+    ("fp32 matmuls", ("aten::mm", "aten::addmm")),
+    ("attention products (bmm)", ("aten::bmm",)),
+    ("compiled kernels + wrapper", ("## Call CompiledFxGraph",)),
+    ("torch.compile dispatch", ("TorchDynamo Cache Lookup", "Torch-Compiled Region", "Pregraph bytecode",
+                                "AOTDispatcher Runtime Wrapper Prologue")),
+]
+
+
+def profile(a) -> None:
+    """Decode under torch.profiler in this thread and split each token's time into categories."""
+    import torch
+    from torch.profiler import profile as torch_profile
+
+    from lmstack.engine import Engine, SamplingParams
+    from lmstack.io.models import resolve_model
+
+    quant = a.profile.removeprefix("engine-").removesuffix("-compile")
+    engine = Engine.load(str(resolve_model(a.model)), quant="none" if quant == "fp32" else quant, threads=a.threads,
+                         max_batch=1, max_seq_len=1024, compile=a.profile.endswith("-compile"))
+    ids = engine.tokenizer.encode(TEXT * 4)[: a.prompt_tokens]
+    params = SamplingParams(max_new_tokens=a.new_tokens, temperature=0, stop_token_ids=[])
+    engine.generate([ids], params)  # warm up (and compile)
+    t = time.perf_counter()
+    engine.generate([ids], params)
+    through_engine = (time.perf_counter() - t) / a.new_tokens * 1e3
+    engine.close()
+    torch.set_num_threads(a.threads)  # the model now runs in this thread
+    fm, n = engine.model, a.new_tokens
+
+    def decode_loop():
+        tok = int(fm.prefill(torch.tensor(ids), 0).argmax())
+        for i in range(n):
+            tok = int(fm.decode(torch.tensor([tok]), torch.tensor([len(ids) + i]), len(ids) + i + 1)[0].argmax())
+
+    with torch.inference_mode():
+        decode_loop()
+        t = time.perf_counter()
+        decode_loop()
+        raw = (time.perf_counter() - t) / n * 1e3
+        with torch_profile() as prof:
+            decode_loop()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / n / 1e3
+    print(f"{a.profile}, {a.threads} threads, {n} tokens after {len(ids)}: model step {raw:.2f} ms/token "
+          f"(profiled {total:.2f}), through Engine.generate {through_engine:.2f} ms/token\n")
+    rest = total
+    for label, names in CATEGORIES:
+        ms = sum(e.self_cpu_time_total for e in events if e.key.startswith(names)) / n / 1e3
+        if ms:
+            rest -= ms
+            print(f"  {label:<30}{ms:8.2f} ms/token {ms / total:6.0%}")
+    print(f"  {'other PyTorch ops':<30}{rest:8.2f} ms/token {rest / total:6.0%}")
 
 
 # ---- the orchestrator ---------------------------------------------------------------------------
@@ -204,11 +264,15 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--prefill-tokens", type=int, default=512)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--profile", metavar="BACKEND", help="instead: split an engine backend's decode time into "
+                    "categories with torch.profiler (e.g. engine-int4-compile)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--model-path", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         return worker(a)
+    if a.profile:
+        return profile(a)
 
     from lmstack.io.models import resolve_model
 
