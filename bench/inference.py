@@ -4,6 +4,7 @@ transformers and llama.cpp (the `xllamacpp` wheel), all measured in one run, as 
     python bench/inference.py                       # SmolLM2-135M-Instruct (Q4_1 GGUF), 2 threads
     python bench/inference.py --repeats 5 --backends llama.cpp,engine-int4
     python bench/inference.py --profile engine-int4-compile   # where an engine's decode time goes
+    python bench/inference.py --quality                       # what int8 / int4 cost in agreement with fp32
 
 Each backend lives in its own worker process (so each has its own peak memory), all loaded once,
 then measured in interleaved rounds: round r runs every backend back to back, so a busy spell on
@@ -202,42 +203,39 @@ CATEGORIES = [  # (label, op names whose self time it sums)
 
 
 def profile(a) -> None:
-    """Decode under torch.profiler in this thread and split each token's time into categories."""
+    """Decode under torch.profiler and split each token's time into categories. The model runs on
+    this thread (no Engine: its scheduler thread would be invisible to the profiler)."""
     import torch
     from torch.profiler import profile as torch_profile
 
-    from lmstack.engine import Engine, SamplingParams
+    from lmstack.engine.engine import compile_decode
+    from lmstack.engine.forward import FastTransformer
     from lmstack.io.models import resolve_model
+    from lmstack.load import load_model
 
+    torch.set_num_threads(a.threads)
     quant = a.profile.removeprefix("engine-").removesuffix("-compile")
-    engine = Engine.load(str(resolve_model(a.model)), quant="none" if quant == "fp32" else quant, threads=a.threads,
-                         max_batch=1, max_seq_len=1024, compile=a.profile.endswith("-compile"))
-    ids = engine.tokenizer.encode(TEXT * 4)[: a.prompt_tokens]
-    params = SamplingParams(max_new_tokens=a.new_tokens, temperature=0, stop_token_ids=[])
-    engine.generate([ids], params)  # warm up (and compile)
-    t = time.perf_counter()
-    engine.generate([ids], params)
-    through_engine = (time.perf_counter() - t) / a.new_tokens * 1e3
-    engine.close()
-    torch.set_num_threads(a.threads)  # the model now runs in this thread
-    fm, n = engine.model, a.new_tokens
+    model, tok, _ = load_model(resolve_model(a.model))
+    fm = FastTransformer(model, "none" if quant == "fp32" else quant, 1, 1024)
+    decode = compile_decode(fm, 1)[0] if a.profile.endswith("-compile") else fm.decode
+    ids, n = tok.encode(TEXT * 4)[: a.prompt_tokens], a.new_tokens
 
     def decode_loop():
         tok = int(fm.prefill(torch.tensor(ids), 0).argmax())
         for i in range(n):
-            tok = int(fm.decode(torch.tensor([tok]), torch.tensor([len(ids) + i]), len(ids) + i + 1)[0].argmax())
+            tok = int(decode(torch.tensor([tok]), torch.tensor([len(ids) + i]), len(ids) + i + 1)[0].argmax())
 
     with torch.inference_mode():
         decode_loop()
         t = time.perf_counter()
         decode_loop()
-        raw = (time.perf_counter() - t) / n * 1e3
+        step = (time.perf_counter() - t) / n * 1e3  # (includes the prefill, spread over the tokens)
         with torch_profile() as prof:
             decode_loop()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) / n / 1e3
-    print(f"{a.profile}, {a.threads} threads, {n} tokens after {len(ids)}: model step {raw:.2f} ms/token "
-          f"(profiled {total:.2f}), through Engine.generate {through_engine:.2f} ms/token\n")
+    print(f"{a.profile}, {a.threads} threads, {n} tokens after {len(ids)}: {step:.2f} ms/token "
+          f"({total:.2f} under the profiler)\n")
     rest = total
     for label, names in CATEGORIES:
         ms = sum(e.self_cpu_time_total for e in events if e.key.startswith(names)) / n / 1e3
@@ -245,6 +243,40 @@ def profile(a) -> None:
             rest -= ms
             print(f"  {label:<30}{ms:8.2f} ms/token {ms / total:6.0%}")
     print(f"  {'other PyTorch ops':<30}{rest:8.2f} ms/token {rest / total:6.0%}")
+
+
+# ---- what quantisation costs ---------------------------------------------------------------------
+QUALITY_TEXT = ("The three primary colours are red, yellow and blue. Painters mix them to make every other colour.\n"
+                "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n"
+                "Paris is the capital of France and Berlin the capital of Germany. In 1969 people first walked on "
+                "the Moon, 384,400 km away.")
+
+
+def quality(a) -> None:
+    """Teacher-forced next-token agreement and KL divergence of int8 / int4 against fp32 on one text,
+    including int4 with a 4-bit vocabulary matrix (what the engine avoids)."""
+    import torch
+
+    from lmstack.engine.forward import FastTransformer
+    from lmstack.engine.quant import QLinear
+    from lmstack.io.models import resolve_model
+    from lmstack.load import load_model
+
+    model, tok, _ = load_model(resolve_model(a.model))
+    ids = torch.tensor(tok.encode(QUALITY_TEXT))
+    with torch.inference_mode():
+        ref = FastTransformer(model, "none", 1, 1024).prefill(ids, 0, all_logits=True).log_softmax(-1)
+        variants = {q: FastTransformer(model, q, 1, 1024) for q in ("int8", "int4")}
+        low = FastTransformer(model, "int4", 1, 1024)
+        low.output = QLinear(model.output.weight, "int4")  # the logits' matrix at 4 bits (lookups stay int8)
+        variants["int4, 4-bit vocabulary matrix"] = low
+        print(f"{len(ids)} tokens of {a.model}, teacher-forced against fp32\n")
+        print(f"{'weights':<32}{'top-1 agreement':>16}{'KL (nats/token)':>17}{'weights MB':>12}")
+        for name, fm in variants.items():
+            got = fm.prefill(ids, 0, all_logits=True).log_softmax(-1)
+            agree = (got.argmax(-1) == ref.argmax(-1)).float().mean()
+            kl = (ref.exp() * (ref - got)).sum(-1).mean()
+            print(f"{name:<32}{agree:>16.3f}{kl:>17.4f}{fm.weight_bytes() / 1e6:>12.1f}")
 
 
 # ---- the orchestrator ---------------------------------------------------------------------------
@@ -266,6 +298,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--profile", metavar="BACKEND", help="instead: split an engine backend's decode time into "
                     "categories with torch.profiler (e.g. engine-int4-compile)")
+    ap.add_argument("--quality", action="store_true", help="instead: int8/int4 logits against fp32")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--model-path", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -273,6 +306,8 @@ def main() -> None:
         return worker(a)
     if a.profile:
         return profile(a)
+    if a.quality:
+        return quality(a)
 
     from lmstack.io.models import resolve_model
 

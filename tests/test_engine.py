@@ -240,6 +240,22 @@ def test_int4_kernel_error_within_the_quantisation_step():
     assert QLinear(torch.randn(100, 96), "int4").kind == "int8"  # 100 rows cannot be packed in 64s
 
 
+def test_compiled_vocabulary_product_keeps_fp32_activations():
+    """Compiled, one row through a vocabulary-sized int8 matrix is a plain fp32 reduction: it equals
+    the dequantised product to fp32 rounding, closer than the bf16-activation kernel eager uses."""
+    torch.manual_seed(2)
+    lin, x = QLinear(torch.randn(16384, 64), "int8"), torch.randn(1, 1, 64)
+    exact = x @ (lin.weight.float() * lin.scale.float()[:, None]).t()
+    with torch.inference_mode():
+        compiled = torch.compile(lin, fullgraph=True)(x)
+        eager = lin(x)
+    assert compiled.shape == eager.shape == (1, 1, 16384)
+    assert (compiled - exact).abs().max() < 1e-4
+    assert (eager - exact).abs().max() > 1e-3  # the kernel path does round the activations
+    rows = torch.randn(3, 64)
+    with torch.inference_mode():  # several rows take the kernel, compiled or not
+        assert torch.allclose(torch.compile(lin)(rows), lin(rows), atol=1e-5)
+
 # ---- scheduling ---------------------------------------------------------------------------------
 def test_concurrent_submits_share_decode_steps(engine, tokenizer):
     ps = prompts(tokenizer) + [tokenizer.encode("KING:")]

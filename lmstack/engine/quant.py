@@ -61,6 +61,13 @@ class QLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
             return F.linear(x, self.weight)
+        if (self.kind == "int8" and self.n_out >= 16384 and torch.compiler.is_compiling()
+                and type(x.numel()) is int and x.numel() == self.n_in):
+            # One row through a vocabulary-sized matrix, compiled: a product and a sum that Inductor
+            # turns into one vectorised loop over the int8 weights in fp32, twice as fast as the
+            # bf16 kernel (1.2 vs 2.2 ms for 49152 x 576), and the activations keep fp32. For
+            # several rows, or a layer-sized matrix, the kernel is faster.
+            return (x.unsqueeze(-2) * self.weight.float()).sum(-1) * self.scale.float()
         x2 = x.reshape(-1, self.n_in).to(torch.bfloat16)
         if self.kind == "int8":
             y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
