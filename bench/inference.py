@@ -36,13 +36,20 @@ TEXT = ("The history of the Roman Empire is long and complicated. It began with 
 
 # ---- workers: one backend each; they answer "run" with one JSON line --------------------------------
 class Backend:
+    """By default a backend streams tokens: `_timed` gives (time of each new token, the tokens)."""
     weight_bytes = 0
 
-    def decode(self, ids: list[int], n: int) -> tuple[float, list[int]]:
+    def _timed(self, ids: list[int], n: int) -> tuple[list[float], list[int]]:
         raise NotImplementedError
 
+    def decode(self, ids: list[int], n: int) -> tuple[float, list[int]]:
+        stamps, toks = self._timed(ids, n)
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0]), toks
+
     def prefill(self, ids: list[int]) -> float:
-        raise NotImplementedError
+        t = time.perf_counter()
+        stamps, _ = self._timed(ids, 1)
+        return len(ids) / (stamps[0] - t)
 
 
 class EngineBackend(Backend):
@@ -60,15 +67,6 @@ class EngineBackend(Backend):
                 stamps.append(time.perf_counter())
                 toks.append(ev.token_id)
         return stamps, toks
-
-    def decode(self, ids, n):
-        stamps, toks = self._timed(ids, n)
-        return (len(stamps) - 1) / (stamps[-1] - stamps[0]), toks
-
-    def prefill(self, ids):
-        t = time.perf_counter()
-        stamps, _ = self._timed(ids, 1)
-        return len(ids) / (stamps[0] - t)
 
 
 class RunFileBackend(Backend):
@@ -88,15 +86,6 @@ class RunFileBackend(Backend):
             stamps.append(time.perf_counter())
             toks.append(t)
         return stamps, toks
-
-    def decode(self, ids, n):
-        stamps, toks = self._timed(ids, n)
-        return (len(stamps) - 1) / (stamps[-1] - stamps[0]), toks
-
-    def prefill(self, ids):
-        t = time.perf_counter()
-        stamps, _ = self._timed(ids, 1)
-        return len(ids) / (stamps[0] - t)
 
 
 class TransformersBackend(Backend):

@@ -52,17 +52,27 @@ def generate(engine: Engine, prompt: str, params: SamplingParams, out: TextIO = 
     ids = tok.encode(prompt, add_bos=True) or [tok.eot_id]
     out.write(prompt)
     out.flush()
-    req = engine.submit(ids, params)
-    parts = []
+    text, stopped = _stream(engine.submit(ids, params), out)
+    out.write("\n")
+    if stopped:
+        raise KeyboardInterrupt
+    return text
+
+
+def _stream(req, out: TextIO) -> tuple[str, bool]:
+    """Print a request's text as it arrives. Returns (text, stopped): Ctrl-C ends the stream early
+    and cancels the request, so the engine stops working on it too."""
+    parts, stopped = [], False
     try:
         for ev in req:
             out.write(ev.text)
             out.flush()
             parts.append(ev.text)
+    except KeyboardInterrupt:
+        stopped = True
     finally:
-        req.cancel()  # Ctrl-C: stop the engine too
-    out.write("\n")
-    return "".join(parts)
+        req.cancel()
+    return "".join(parts), stopped
 
 
 def _prompt_ids(engine: Engine, system: str | None, history: list[dict], user: str, reserve: int) -> list[int]:
@@ -119,15 +129,6 @@ def chat(engine: Engine, params: SamplingParams, system: str | None = None,
         except LmstackError as e:
             out.write(f"error: {e}\n")
             continue
-        req = engine.submit(ids, params)
-        reply = []
-        try:
-            for ev in req:
-                out.write(ev.text)
-                out.flush()
-                reply.append(ev.text)
-        except KeyboardInterrupt:
-            req.cancel()
-            out.write(" [stopped]")
-        out.write("\n")
-        history += [{"role": "user", "content": line}, {"role": "assistant", "content": "".join(reply)}]
+        reply, stopped = _stream(engine.submit(ids, params), out)
+        out.write(" [stopped]\n" if stopped else "\n")
+        history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
