@@ -135,6 +135,10 @@ def test_fit_all_compares_the_estimates_and_checks_extrapolation():
     # floor it drifts a little when extrapolated (here -2.4% over half a decade).
     assert abs(ex["parametric_rel_error"]) < 0.01 and abs(ex["isoflop_rel_error"]) < 0.05
     assert ex["isoflop_predicted_l_opt"] < ex["measured_l_opt"]  # ...and always downwards
+    # Above the parametric floor the power law in C holds, and the drift is gone.
+    assert abs(ex["floored_rel_error"]) < 0.005 < abs(ex["isoflop_rel_error"])
+    assert ex["floor"] == pytest.approx(TRUE.E, abs=0.05)
+    assert out["isoflop"]["l_opt_above_floor"]["r2"] > out["isoflop"]["l_opt"]["r2"]
     json.dumps(out)  # the whole result is plain JSON
 
 

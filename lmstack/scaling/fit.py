@@ -3,7 +3,8 @@
 (a) IsoFLOP (Hoffmann et al. 2022, approach 2): for each budget C, fit a parabola to loss against
     log N; its vertex is the compute-optimal N_opt(C) and L_opt(C), and D_opt(C) is read off the
     budget's own log D against log N. Straight lines in log-log through the vertices give
-    N_opt = k C^a, D_opt = k C^b, L_opt = k C^-g. The 95% intervals come from a residual bootstrap:
+    N_opt = k C^a, D_opt = k C^b, L_opt = k C^-g (and, above the parametric law's floor E,
+    L_opt - E = k C^-g). The 95% intervals come from a residual bootstrap:
     each budget's parabola is refitted to its fitted values plus resampled residuals, and the power
     laws are refitted to the new vertices.
 (b) Parametric (approach 3, as redone by Besiroglu et al. 2024): minimise the Huber loss
@@ -53,6 +54,17 @@ def fit_power_law(x, y) -> PowerLaw:
     r2 = 1 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 1.0
     with np.errstate(over="ignore"):  # a wild bootstrap replicate may overflow: inf, not a crash
         return PowerLaw(float(np.exp(icpt)), float(slope), r2)
+
+
+def fit_above_floor(x, y, floor: float) -> PowerLaw | None:
+    """y - floor = coef * x ** exponent: a power law for the part of the loss that compute can still
+    remove. A loss has an irreducible part (the parametric law's E); a power law in C without it
+    keeps falling at the same log-slope and undershoots when extrapolated. None when some y is not
+    above the floor."""
+    excess = np.asarray(y, float) - floor
+    if not (math.isfinite(floor) and floor > 0) or (excess <= 0).any():
+        return None
+    return fit_power_law(x, excess)
 
 
 def _interval(samples, level: float = 0.95) -> tuple[float, float]:
@@ -349,6 +361,9 @@ def fit_all(rows: list[dict], cfg: FitConfig | None = None) -> dict:
            "boot": {k: [[float(f"{e:.6g}"), float(f"{c:.6g}")] for e, c in v] for k, v in iso.boot.items()}},
         "parametric": asdict(par) | {"a": par.a, "r2_loss": _r2(y, par.loss(n, d))},
     }
+    floored = fit_above_floor([m.budget for m in iso.minima], [m.l_opt for m in iso.minima], par.E)
+    if floored is not None:
+        out["isoflop"]["l_opt_above_floor"] = asdict(floored) | {"floor": par.E}
     lo_iso, hi_iso = iso.n_opt.exponent_ci
     lo_par, hi_par = par.ci.get("a", (math.nan, math.nan))
     out["comparison"] = {
@@ -373,6 +388,8 @@ def extrapolation_check(rows: list[dict], cfg: FitConfig) -> dict | None:
     par = fit_parametric([r[cfg.param_key] for r in train_rows], [r["tokens"] for r in train_rows],
                          [r[cfg.loss_key] for r in train_rows], cfg.huber_delta, cfg.grid, n_boot=0)
     par_pred = float(par.loss(target.n_opt, target.d_opt))
+    floored = fit_above_floor([m.budget for m in iso.minima], [m.l_opt for m in iso.minima], par.E)
+    floored_pred = par.E + float(floored(target.budget)) if floored is not None else math.nan
     best_run = min((r for r in rows if float(r["budget"]) == target.budget), key=lambda r: r[cfg.loss_key])
     return {
         "held_out_budget": target.budget, "fitted_budgets": [m.budget for m in iso.minima],
@@ -380,4 +397,5 @@ def extrapolation_check(rows: list[dict], cfg: FitConfig) -> dict | None:
         "isoflop_predicted_l_opt": predicted, "isoflop_rel_error": predicted / target.l_opt - 1,
         "isoflop_predicted_n_opt": float(iso.n_opt(target.budget)), "measured_n_opt": target.n_opt,
         "parametric_predicted_loss": par_pred, "parametric_rel_error": par_pred / target.l_opt - 1,
+        "floor": par.E, "floored_predicted_l_opt": floored_pred, "floored_rel_error": floored_pred / target.l_opt - 1,
     }

@@ -69,6 +69,9 @@ def plan(fit: dict, flops: float) -> dict:
            "measured_budgets": [b["budget"] for b in fit.get("budgets", [])]}
     out["isoflop"] = {k: _law(iso[k], flops) for k in ("n_opt", "d_opt", "l_opt")}
     out["isoflop"] |= {f"{k}_range": _range(boot.get(k, []), flops) for k in ("n_opt", "d_opt", "l_opt")}
+    if "l_opt_above_floor" in iso:  # the same minima, as a power law above the parametric floor
+        fl = iso["l_opt_above_floor"]
+        out["isoflop"]["l_opt_above_floor"] = fl["floor"] + _law(fl, flops)
     a, b, e, A, B = par["alpha"], par["beta"], par["E"], par["A"], par["B"]
     g = (a * A / (b * B)) ** (1 / (a + b))
     n = g * (flops / 6) ** (b / (a + b))
@@ -126,6 +129,8 @@ def format_plan(p: dict, source: str = "") -> str:
     (lo, hi), (dlo, dhi), (llo, lhi) = iso["n_opt_range"], iso["d_opt_range"], iso["l_opt_range"]
     lines.append(row.format("  95% range", f"{_fmt(lo)}-{_fmt(hi)}", f"{_fmt(dlo)}-{_fmt(dhi)}", "",
                             f"{llo:.2f}-{lhi:.2f}" if math.isfinite(llo) else "n/a"))
+    if "l_opt_above_floor" in iso:
+        lines.append(row.format("  loss above the floor", "", "", "", f"{iso['l_opt_above_floor']:.3f}"))
     lines.append(row.format("parametric L(N, D)", _fmt(par["n_opt"]), _fmt(par["d_opt"]),
                             f"{par['d_opt'] / par['n_opt']:.3g}", f"{par['l_opt']:.3f}"))
     lines.append(f"N counts {'total' if p['param_key'] == 'params' else 'non-embedding'} parameters; "
