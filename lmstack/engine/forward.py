@@ -96,9 +96,14 @@ class FastTransformer(nn.Module):
         """One token per slot 0..B-1: tokens (B,) at positions pos (B,) -> logits (B, V).
 
         `length` = max(pos) + 1 bounds the attention span; shorter sequences mask the rest."""
-        B = tokens.shape[0]
+        return self.decode_span(tokens, pos, torch.arange(length))
+
+    def decode_span(self, tokens: torch.Tensor, pos: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+        """decode() with the span as the tensor arange(length): a size torch.compile can be told is
+        dynamic before its first call, so the step compiles once rather than once per length."""
+        B, length = tokens.shape[0], span.shape[0]
         cos, sin = self.cos[pos].view(B, 1, 1, -1), self.sin[pos].view(B, 1, 1, -1)
-        hidden = (torch.arange(length) > pos.unsqueeze(1)).view(B, 1, 1, length)  # beyond each sequence's end
+        hidden = (span > pos.unsqueeze(1)).view(B, 1, 1, length)  # beyond each sequence's end
         slots = torch.arange(B)
         x = self.embed.rows(tokens).unsqueeze(1)  # (B, 1, dim)
         for i, lay in enumerate(self.layers):
@@ -106,9 +111,9 @@ class FastTransformer(nn.Module):
         x = x[:, 0]
         return self.output(F.rms_norm(x, (x.shape[-1],), self.norm, self.eps))
 
-    def decode_batch(self, tokens: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
-        """The same as decode(); a separate function so that torch.compile keeps a separate graph."""
-        return self.decode(tokens, pos, length)
+    def decode_batch(self, tokens: torch.Tensor, pos: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+        """The same as decode_span(); a separate function so that torch.compile keeps a separate graph."""
+        return self.decode_span(tokens, pos, span)
 
     @staticmethod
     def decode_layer(lay: FastLayer, x: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, cos: torch.Tensor,
