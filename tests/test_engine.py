@@ -256,6 +256,7 @@ def test_compiled_vocabulary_product_keeps_fp32_activations():
     with torch.inference_mode():  # several rows take the kernel, compiled or not
         assert torch.allclose(torch.compile(lin)(rows), lin(rows), atol=1e-5)
 
+
 # ---- scheduling ---------------------------------------------------------------------------------
 def test_concurrent_submits_share_decode_steps(engine, tokenizer):
     ps = prompts(tokenizer) + [tokenizer.encode("KING:")]

@@ -174,9 +174,9 @@ class Engine:
             raise LmstackError(f"unknown quantisation {quant!r}; choose from {', '.join(QUANTS)}")
         if max_batch < 1:
             raise LmstackError(f"max_batch must be >= 1, got {max_batch}")
-        if threads is not None and threads < 1:
-            raise LmstackError(f"threads must be >= 1, got {threads}")
         if threads is not None:
+            if threads < 1:
+                raise LmstackError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
         self.threads = threads or torch.get_num_threads()
         self.max_batch, self.quant, self.compile = max_batch, quant, compile
@@ -203,10 +203,7 @@ class Engine:
         self.default_stop_ids = set(getattr(tokenizer, "stop_ids", None) or {tokenizer.eot_id})
         self._decode_one = self._decode_many = self.model.decode
         if self.compile:
-            self._compile_decode()
-
-    def _compile_decode(self) -> None:
-        self._decode_one, self._decode_many = compile_decode(self.model, self.max_batch)
+            self._decode_one, self._decode_many = compile_decode(self.model, self.max_batch)
 
     # ---- requests -------------------------------------------------------------------------------
     def submit(self, prompt_ids: list[int], params: SamplingParams | None = None) -> Request:

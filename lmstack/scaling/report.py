@@ -175,11 +175,11 @@ def check_targets(fit: dict) -> list[tuple[str, bool, str]]:
     ex = fit.get("extrapolation")
     if ex:
         # The prediction is the IsoFLOP law above the parametric floor; the floorless power law is shown beside it.
-        err, pure = ex.get("floored_rel_error", math.nan), ex["isoflop_rel_error"]
+        err, pure = ex["floored_rel_error"], ex["isoflop_rel_error"]
         out.append((f"extrapolated L_opt within {TARGETS['extrapolation_rel_error']:.0%} of measured",
                     abs(err) <= TARGETS["extrapolation_rel_error"],
-                    f"{ex.get('floored_predicted_l_opt', math.nan):.4f} predicted (power law above the floor "
-                    f"E = {ex.get('floor', math.nan):.3f}) vs {ex['measured_l_opt']:.4f} measured ({err:+.2%}) at "
+                    f"{ex['floored_predicted_l_opt']:.4f} predicted (power law above the floor "
+                    f"E = {ex['floor']:.3f}) vs {ex['measured_l_opt']:.4f} measured ({err:+.2%}) at "
                     f"C = {ex['held_out_budget']:.2g}; floorless power law {ex['isoflop_predicted_l_opt']:.4f} "
                     f"({pure:+.2%})"))
     else:
@@ -237,9 +237,9 @@ def markdown(rows: list[dict], fit: dict) -> str:
                   "| | predicted | measured | error |", "|---|---|---|---|",
                   f"| L_opt (IsoFLOP power law) | {ex['isoflop_predicted_l_opt']:.4f} | {ex['measured_l_opt']:.4f} | "
                   f"{ex['isoflop_rel_error']:+.2%} |",
-                  f"| L_opt (IsoFLOP power law above the parametric floor E = {ex.get('floor', math.nan):.3f}) | "
-                  f"{ex.get('floored_predicted_l_opt', math.nan):.4f} | {ex['measured_l_opt']:.4f} | "
-                  f"{ex.get('floored_rel_error', math.nan):+.2%} |",
+                  f"| L_opt (IsoFLOP power law above the parametric floor E = {ex['floor']:.3f}) | "
+                  f"{ex['floored_predicted_l_opt']:.4f} | {ex['measured_l_opt']:.4f} | "
+                  f"{ex['floored_rel_error']:+.2%} |",
                   f"| N_opt (IsoFLOP power law) | {ex['isoflop_predicted_n_opt']:,.0f} | {ex['measured_n_opt']:,.0f} | "
                   f"{ex['isoflop_predicted_n_opt'] / ex['measured_n_opt'] - 1:+.1%} |",
                   f"| loss at the measured optimum (parametric law) | {ex['parametric_predicted_loss']:.4f} | "

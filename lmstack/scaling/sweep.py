@@ -27,7 +27,7 @@ from lmstack.pretrain import DataConfig, prepare_data
 from lmstack.scaling.family import Member, ladder, member, model_config, nearest
 from lmstack.train.loop import TrainConfig, train
 
-# Sized for two busy CPU cores: the five budgets x five to six sizes take about an hour (docs/scaling.md).
+# Sized for two CPU cores: the seven budgets x five sizes take about 1.5 hours (docs/scaling.md).
 DEFAULT_BUDGETS = (3e11, 6e11, 1.2e12, 2.5e12, 5e12, 1e13, 2e13)
 
 CSV_COLUMNS = ["budget", "k", "n_layers", "dim", "params", "params_non_embedding", "flops_per_token", "steps",
