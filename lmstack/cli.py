@@ -272,7 +272,8 @@ def cmd_scaling(a) -> None:
         out = a.out or a.sweep
         cfg = SweepConfig(out_dir=out, budgets=_floats(a.budgets) if a.budgets else list(DEFAULT_BUDGETS),
                           sizes=sizes, n_sizes=a.n_sizes, data=DataConfig(a.data, a.vocab_size),
-                          seq_len=a.seq_len, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
+                          seq_len=a.seq_len, batch_size=a.batch_size, batch_budget=a.batch_budget,
+                          batch_exponent=a.batch_exponent, lr=a.lr, seed=a.seed, device=a.device,
                           threads=a.threads)
         rows = run_sweep(cfg)
         print(f"{len(rows)} finished points in {out}/results.csv; next: lmstack scaling fit {out}")
@@ -426,7 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default="shakespeare", help="corpus name or files")
     g.add_argument("--vocab-size", type=int, default=512)
     g.add_argument("--seq-len", type=int, default=128)
-    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--batch-size", type=int, default=8, help="sequences per step at --batch-budget")
+    g.add_argument("--batch-budget", type=float, default=5e12, help="the budget that gets --batch-size")
+    g.add_argument("--batch-exponent", type=float, default=1 / 3,
+                   help="batch ~ budget^this (0: one batch size for every budget)")
     g.add_argument("--lr", type=float, default=3e-3)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

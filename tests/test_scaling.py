@@ -145,21 +145,32 @@ def test_fit_all_compares_the_estimates_and_checks_extrapolation():
 # ---- the sweep ----------------------------------------------------------------------------------
 
 
+def test_the_batch_doubles_for_every_eightfold_budget_unless_fixed():
+    cfg = SweepConfig(batch_size=8, batch_budget=5e12)
+    assert [cfg.batch_for(c) for c in (5e12 / 8, 5e12, 4e13, 3.2e14)] == [4, 8, 16, 32]
+    assert cfg.batch_for(1e3) == 1  # never below one sequence
+    fixed = SweepConfig(batch_size=16, batch_exponent=0)
+    assert {fixed.batch_for(c) for c in (1e11, 1e13, 1e15)} == {16}
+    assert fixed.tokens_per_step(1e11) == 16 * fixed.seq_len
+
+
 @pytest.fixture
 def tiny_sweep(corpus_dir, tokenizer, tmp_path):
     tok_path = tmp_path / "tok.json"
     tokenizer.save(tok_path)
     return SweepConfig(out_dir=str(tmp_path / "sweep"), budgets=[2e9, 4e9], sizes=[0, 1],
                        data=DataConfig(str(corpus_dir / "*.txt"), tokenizer.vocab_size, str(tok_path), 0.2),
-                       seq_len=32, batch_size=4, device="cpu", threads=1)
+                       seq_len=32, batch_size=4, batch_budget=2e9, device="cpu", threads=1)
 
 
 def test_sweep_trains_each_point_for_its_budget_and_skips_finished_points(tiny_sweep, monkeypatch):
     logs: list[str] = []
     rows = run_sweep(tiny_sweep, progress=False, log=logs.append)
     assert [(r["budget"], r["k"]) for r in rows] == [(2e9, 0), (2e9, 1), (4e9, 0), (4e9, 1)]
+    # the batch grows with the budget as C^(1/3): 4 sequences at 2e9, round(4 * 2^(1/3)) = 5 at 4e9
+    assert [r["batch_size"] for r in rows] == [4, 4, 5, 5]
     for r in rows:
-        assert r["tokens"] == r["steps"] * 4 * 32
+        assert r["tokens"] == r["steps"] * r["batch_size"] * 32
         assert r["flops"] == pytest.approx(r["budget"], rel=0.02)  # whole steps: within rounding
         assert 0 < r["val_bpb"] < 10 and r["params"] > r["params_non_embedding"]
     assert read_csv(f"{tiny_sweep.out_dir}/results.csv") == [{k: r[k] for k in CSV_COLUMNS} for r in rows]
@@ -255,7 +266,8 @@ def test_plan_and_fit_reject_bad_input(tmp_path):
 def test_cli_run_trains_a_point_and_rejects_bad_sizes(corpus_dir, tmp_path, capsys):
     out = tmp_path / "cli_sweep"
     argv = ["scaling", "run", str(out), "--data", str(corpus_dir / "*.txt"), "--vocab-size", "300",
-            "--budgets", "2e9", "--seq-len", "32", "--batch-size", "4", "--threads", "1", "--device", "cpu"]
+            "--budgets", "2e9", "--seq-len", "32", "--batch-size", "4", "--batch-budget", "2e9", "--threads", "1",
+            "--device", "cpu"]
     main(argv + ["--sizes", "0"])
     text = capsys.readouterr().out
     assert "[1/1] C=2e+09 k=0" in text and f"next: lmstack scaling fit {out}" in text

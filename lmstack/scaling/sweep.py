@@ -31,8 +31,8 @@ from lmstack.train.loop import TrainConfig, train
 DEFAULT_BUDGETS = (3e11, 6e11, 1.2e12, 2.5e12, 5e12, 1e13, 2e13)
 
 CSV_COLUMNS = ["budget", "k", "n_layers", "dim", "params", "params_non_embedding", "flops_per_token", "steps",
-               "tokens", "flops", "tokens_per_param", "val_loss", "val_bpb", "train_loss", "train_seconds",
-               "eval_seconds", "seed"]
+               "batch_size", "tokens", "flops", "tokens_per_param", "val_loss", "val_bpb", "train_loss",
+               "train_seconds", "eval_seconds", "seed"]
 
 
 @dataclass
@@ -45,7 +45,12 @@ class SweepConfig:
     extend_edges: int = 2  # auto: add up to this many sizes beyond an edge that holds the lowest loss
     data: DataConfig = field(default_factory=lambda: DataConfig("shakespeare", vocab_size=512))
     seq_len: int = 128
-    batch_size: int = 16
+    # The batch grows with the budget, B ~ C^(1/3): small budgets need many small steps, larger ones (lower
+    # loss, larger critical batch) use larger batches well. DeepSeek LLM fitted B_opt ~ C^0.327; probes on
+    # this sweep's own data agree (docs/scaling.md). batch_exponent 0 gives every budget one batch size.
+    batch_size: int = 8  # sequences per step at batch_budget
+    batch_budget: float = 5e12
+    batch_exponent: float = 1 / 3
     lr: float = 3e-3
     warmup_frac: float = 0.05
     min_steps: int = 20
@@ -53,12 +58,16 @@ class SweepConfig:
     device: str = "auto"
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
 
-    def tokens_per_step(self) -> int:
-        return self.seq_len * self.batch_size
+    def batch_for(self, budget: float) -> int:
+        """Sequences per optimizer step for every run of this budget."""
+        return max(1, round(self.batch_size * (budget / self.batch_budget) ** self.batch_exponent))
+
+    def tokens_per_step(self, budget: float) -> int:
+        return self.seq_len * self.batch_for(budget)
 
 
 # Settings whose change would make old points incomparable with new ones.
-_FIXED = ("data", "seq_len", "batch_size", "lr", "warmup_frac", "seed")
+_FIXED = ("data", "seq_len", "batch_size", "batch_budget", "batch_exponent", "lr", "warmup_frac", "seed")
 MAX_K = 200  # family member 200: 101 layers x 3,232 wide, ~13B parameters
 
 
@@ -68,7 +77,7 @@ def point_name(budget: float, k: int) -> str:
 
 def steps_for(budget: float, m: Member, cfg: SweepConfig) -> int:
     """Optimizer steps whose tokens cost `budget` FLOPs for member m (rounded to whole steps)."""
-    return max(1, round(budget / m.flops_per_token / cfg.tokens_per_step()))
+    return max(1, round(budget / m.flops_per_token / cfg.tokens_per_step(budget)))
 
 
 def auto_sizes(budget: float, members: list[Member], cfg: SweepConfig) -> list[int]:
@@ -104,24 +113,24 @@ def run_point(budget: float, m: Member, cfg: SweepConfig, tok, data_dir: Path, o
     done = pdir / "result.json"
     if done.exists():
         return json.loads(done.read_text())
-    steps = steps_for(budget, m, cfg)
-    tc = TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
+    steps, batch = steps_for(budget, m, cfg), cfg.batch_for(budget)
+    tc = TrainConfig(steps=steps, batch_size=batch, lr=cfg.lr,
                      warmup_steps=max(1, math.ceil(cfg.warmup_frac * steps)), schedule="cosine",
                      eval_every=0, ckpt_every=max(50, steps // 10), log_every=10, seed=cfg.seed,
                      device=cfg.device)
     torch.manual_seed(cfg.seed)
     model = Transformer(model_config(m.k, tok.vocab_size, cfg.seq_len))
-    data = Batches(data_dir, cfg.seq_len, cfg.batch_size, seed=cfg.seed)
+    data = Batches(data_dir, cfg.seq_len, batch, seed=cfg.seed)
     resume = (pdir / "ckpt.pt").exists()
     r = train(model, data, tc, pdir, token_bytes=tok.token_byte_lengths(), resume=resume, progress=progress)
     if r.interrupted:
         raise KeyboardInterrupt
     t0 = time.perf_counter()
-    ev = evaluate_model(model, tok, data_dir, batch_size=cfg.batch_size, device=cfg.device)
-    tokens = steps * cfg.tokens_per_step()
+    ev = evaluate_model(model, tok, data_dir, batch_size=16, device=cfg.device)
+    tokens = steps * cfg.tokens_per_step(budget)
     row = {"budget": budget, "k": m.k, "n_layers": m.n_layers, "dim": m.dim, "params": m.params,
            "params_non_embedding": m.params_non_embedding, "flops_per_token": m.flops_per_token,
-           "steps": steps, "tokens": tokens, "flops": tokens * m.flops_per_token,
+           "steps": steps, "batch_size": batch, "tokens": tokens, "flops": tokens * m.flops_per_token,
            "tokens_per_param": tokens / m.params, "val_loss": ev["val_loss"], "val_bpb": ev["val_bpb"],
            "train_loss": r.final_train_loss, "train_seconds": r.wall_time,
            "eval_seconds": time.perf_counter() - t0, "seed": cfg.seed}
@@ -151,9 +160,10 @@ def read_csv(path: str | Path) -> list[dict]:
         raise LmstackError(f"no sweep results at {path}")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    if not rows or not set(CSV_COLUMNS) <= set(rows[0]):
-        raise LmstackError(f"{path} is not a sweep results CSV (expected columns {', '.join(CSV_COLUMNS)})")
-    ints = {"k", "n_layers", "dim", "params", "params_non_embedding", "steps", "tokens", "seed"}
+    needed = [c for c in CSV_COLUMNS if c != "batch_size"]  # sweeps before the budget-scaled batch lack it
+    if not rows or not set(needed) <= set(rows[0]):
+        raise LmstackError(f"{path} is not a sweep results CSV (expected columns {', '.join(needed)})")
+    ints = {"k", "n_layers", "dim", "params", "params_non_embedding", "steps", "batch_size", "tokens", "seed"}
     return [{k: (int(float(v)) if k in ints else float(v)) for k, v in r.items() if k in CSV_COLUMNS} for r in rows]
 
 
@@ -209,7 +219,7 @@ def _run_sweep(cfg: SweepConfig, progress: bool, log) -> list[dict]:
             name = point_name(b, k)
             status = "done" if (out / "points" / name / "result.json").exists() else "training"
             log(f"[{i}/{total}] C={b:.2g} k={k} ({m.n_layers} layers x {m.dim}) N={m.params:,} "
-                f"D={steps_for(b, m, cfg) * cfg.tokens_per_step():,} tokens: {status}")
+                f"D={steps_for(b, m, cfg) * cfg.tokens_per_step(b):,} tokens, batch {cfg.batch_for(b)}: {status}")
             row = run_point(b, m, cfg, tok, data_dir, out, progress)
             log(f"    val loss {row['val_loss']:.4f}, {row['val_bpb']:.4f} bits/byte "
                 f"({row['train_seconds'] + row['eval_seconds']:.0f} s)")
