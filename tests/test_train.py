@@ -119,10 +119,10 @@ def test_ctrl_c_checkpoints_and_resume_finishes(corpus_dir, tmp_path):
            "--vocab-size", "300", "--max-seq-len", "32", "--batch-size", "4", "--steps", "100000",
            "--ckpt-every", "100000", "--eval-every", "0", "--out", str(out)]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+    # interrupt only once a training step has been logged (however slow the machine), mid-run
+    metrics, deadline = out / "metrics.jsonl", time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and '"step"' in metrics.read_text()):
         time.sleep(0.2)
-    time.sleep(1.0)
     p.send_signal(signal.SIGINT)
     output, _ = p.communicate(timeout=60)
     assert p.returncode == 130, output
