@@ -18,15 +18,23 @@ from lmstack.train.checkpoint import load_checkpoint
 
 
 def _empty_model(cfg: ModelConfig) -> Transformer:
-    """A Transformer with uninitialised weights, to be filled by load_state_dict: drawing random
-    initial values for a 135M-parameter model only to overwrite them costs seconds."""
+    """A Transformer whose weights are placeholders (on the meta device) for _fill to replace: drawing
+    random initial values for a 135M-parameter model only to overwrite them costs seconds, and
+    allocating them at all would hold a second copy of the weights while loading."""
     with torch.device("meta"):
         model = Transformer(cfg)
-    model.to_empty(device="cpu")
-    if cfg.tie_embeddings:  # to_empty makes new parameters, which unties them
-        model.output.weight = model.tok_embeddings.weight
     model.rope_cos, model.rope_sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
     return model
+
+
+def _fill(model: Transformer, sd: dict, path: Path) -> None:
+    """Make the loaded tensors the model's parameters (no copy), as float32 like a freshly built model."""
+    try:
+        model.load_state_dict({k: v.float() for k, v in sd.items()}, assign=True)
+    except RuntimeError as e:
+        raise LmstackError(f"{path}: weights do not match the model config ({str(e).splitlines()[0]})") from None
+    if model.config.tie_embeddings:  # one tensor for both, whatever the file held
+        model.output.weight = model.tok_embeddings.weight
 
 
 def load_model(path: str | Path) -> tuple[Transformer, Tokenizer, dict]:
@@ -49,9 +57,6 @@ def load_model(path: str | Path) -> tuple[Transformer, Tokenizer, dict]:
     else:
         g = read_gguf(path)
         model, sd, tok, info = _empty_model(g.config), g.state_dict, tokenizer_from_gguf(g.metadata), g.metadata
-    try:
-        model.load_state_dict(sd)
-    except RuntimeError as e:
-        raise LmstackError(f"{path}: weights do not match the model config ({str(e).splitlines()[0]})") from None
+    _fill(model, sd, path)
     model.eval()
     return model, tok, info

@@ -45,7 +45,10 @@ class QLinear(nn.Module):
             self.register_buffer("weight", w.contiguous())
         elif quant == "int8":
             scale = w.abs().amax(1).clamp(min=1e-12) / 127
-            self.register_buffer("weight", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+            q = torch.empty(w.shape, dtype=torch.int8)
+            for i in range(0, self.n_out, 4096):  # by blocks of rows: no fp32 temporaries of a vocabulary matrix
+                q[i:i + 4096] = (w[i:i + 4096] / scale[i:i + 4096, None]).round_().clamp_(-127, 127)
+            self.register_buffer("weight", q)
             self.register_buffer("scale", scale.to(torch.bfloat16))
         else:
             g = w.reshape(self.n_out, self.n_in // group, group)
