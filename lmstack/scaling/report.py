@@ -247,12 +247,15 @@ def markdown(rows: list[dict], fit: dict) -> str:
                   f"The best single run at that budget reached {ex['best_run_loss']:.4f}."]
     else:
         lines.append("Needs at least three fitted budgets.")
-    lines += ["", "## Runs", "", "| C | layers x dim | N total | N non-emb | D | D/N | steps | loss | bits/byte | s |",
+    lines += ["", "## Runs", "",
+              "| C | layers x dim | N total | N non-emb | D | D/N | steps x batch | loss | bits/byte | s |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        batch = f" x {r['batch_size']}" if "batch_size" in r else ""  # older sweeps did not record it
         lines.append(f"| {r['budget']:.2g} | {r['n_layers']} x {r['dim']} | {r['params']:,} | "
-                     f"{r['params_non_embedding']:,} | {r['tokens']:,} | {r['tokens_per_param']:.1f} | {r['steps']} | "
-                     f"{r['val_loss']:.4f} | {r['val_bpb']:.4f} | {r['train_seconds'] + r['eval_seconds']:.0f} |")
+                     f"{r['params_non_embedding']:,} | {r['tokens']:,} | {r['tokens_per_param']:.1f} | "
+                     f"{r['steps']}{batch} | {r['val_loss']:.4f} | {r['val_bpb']:.4f} | "
+                     f"{r['train_seconds'] + r['eval_seconds']:.0f} |")
     lines += ["", "![IsoFLOP curves](isoflop.png)", "", "![frontier](frontier.png)", "",
               "![parametric law](parametric.png)", "", "![residuals](residuals.png)", ""]
     return "\n".join(lines)
