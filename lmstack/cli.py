@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run: the sweep directory; fit: a sweep directory or its results.csv")
     g = s.add_argument_group("run")
     g.add_argument("--budgets", help="compute budgets in FLOPs, comma-separated "
-                   "(default 3e11,6e11,1.2e12,2.5e12,5e12,1e13,2e13)")
+                   "(default 3e11,6e11,1.2e12,2.5e12,5e12,1e13,2e13,4e13)")
     g.add_argument("--sizes", default="auto", help="'auto' (around 20 tokens/parameter) or family indices 0,1,2,...")
     g.add_argument("--n-sizes", type=int, default=5, help="auto: model sizes per budget")
     g.add_argument("--out", help="run: sweep directory (instead of the positional one); fit: report directory "

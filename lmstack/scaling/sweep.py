@@ -27,8 +27,8 @@ from lmstack.pretrain import DataConfig, prepare_data
 from lmstack.scaling.family import Member, ladder, member, model_config, nearest
 from lmstack.train.loop import TrainConfig, train
 
-# Sized for two CPU cores: the seven budgets x five sizes take about 1.5 hours (docs/scaling.md).
-DEFAULT_BUDGETS = (3e11, 6e11, 1.2e12, 2.5e12, 5e12, 1e13, 2e13)
+# Sized for two CPU cores: eight budgets doubling from 3e11 to 4e13, five sizes each (docs/scaling.md).
+DEFAULT_BUDGETS = (3e11, 6e11, 1.2e12, 2.5e12, 5e12, 1e13, 2e13, 4e13)
 
 CSV_COLUMNS = ["budget", "k", "n_layers", "dim", "params", "params_non_embedding", "flops_per_token", "steps",
                "batch_size", "tokens", "flops", "tokens_per_param", "val_loss", "val_bpb", "train_loss",
