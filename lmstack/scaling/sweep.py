@@ -69,6 +69,8 @@ class SweepConfig:
 # Settings whose change would make old points incomparable with new ones.
 _FIXED = ("data", "seq_len", "batch_size", "batch_budget", "batch_exponent", "lr", "warmup_frac", "seed")
 MAX_K = 200  # family member 200: 101 layers x 3,232 wide, ~13B parameters
+# Evaluation reads every held-out token whatever the batch, so one batch size serves every budget.
+EVAL_BATCH = 16
 
 
 def point_name(budget: float, k: int) -> str:
@@ -126,7 +128,7 @@ def run_point(budget: float, m: Member, cfg: SweepConfig, tok, data_dir: Path, o
     if r.interrupted:
         raise KeyboardInterrupt
     t0 = time.perf_counter()
-    ev = evaluate_model(model, tok, data_dir, batch_size=16, device=cfg.device)
+    ev = evaluate_model(model, tok, data_dir, batch_size=EVAL_BATCH, device=cfg.device)
     tokens = steps * cfg.tokens_per_step(budget)
     row = {"budget": budget, "k": m.k, "n_layers": m.n_layers, "dim": m.dim, "params": m.params,
            "params_non_embedding": m.params_non_embedding, "flops_per_token": m.flops_per_token,
