@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 
 from lmstack.errors import LmstackError
+from lmstack.io.checkpoint import load_checkpoint
 from lmstack.io.gguf_file import read_gguf, tokenizer_from_gguf
 from lmstack.io.hf import is_hf_checkpoint, read_hf
 from lmstack.io.models import resolve_model
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.model import ModelConfig, Transformer, rope_tables
-from lmstack.train.checkpoint import load_checkpoint
 
 
 def _empty_model(cfg: ModelConfig) -> Transformer:

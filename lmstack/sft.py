@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from lmstack.errors import LmstackError
+from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.conversations import Conversation, read_conversations
 from lmstack.io.packing import ConversationBatches
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.load import load_model
-from lmstack.train.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.train.loop import TrainConfig, TrainResult, train
 from lmstack.train.lora import LoRAConfig, apply_lora, merge_lora
 

@@ -10,8 +10,8 @@ import time
 
 import torch
 
+from lmstack.io.checkpoint import save_checkpoint
 from lmstack.model import Transformer
-from lmstack.train.checkpoint import save_checkpoint
 from tests.conftest import tiny_config
 
 

@@ -21,11 +21,11 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from lmstack.errors import LmstackError
+from lmstack.io.checkpoint import load_checkpoint
 from lmstack.io.shards import Batches
 from lmstack.model import Transformer
 from lmstack.pretrain import DataConfig, PretrainConfig, pretrain
 from lmstack.train import distributed
-from lmstack.train.checkpoint import load_checkpoint
 from lmstack.train.loop import TrainConfig, resolve_device
 from tests.conftest import tiny_config
 

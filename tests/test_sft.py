@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from lmstack.errors import LmstackError
+from lmstack.io.checkpoint import save_checkpoint
 from lmstack.io.conversations import Conversation, write_conversations
 from lmstack.io.gguf_file import export_gguf, read_gguf
 from lmstack.io.packing import ConversationBatches, pack_rows
 from lmstack.load import load_model
 from lmstack.model import Transformer
 from lmstack.sft import SFTConfig, sft
-from lmstack.train.checkpoint import save_checkpoint
 from lmstack.train.loop import TrainConfig
 from lmstack.train.lora import LoRAConfig, LoRALinear, apply_lora, merge_lora
 from tests.conftest import tiny_config

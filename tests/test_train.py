@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lmstack.errors import LmstackError
+from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.shards import Batches
 from lmstack.model import Transformer
-from lmstack.train.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.train.loop import TrainConfig, train
 from lmstack.train.optim import lr_at, make_optimizer
 from tests.conftest import tiny_config

@@ -26,8 +26,8 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from lmstack.errors import LmstackError
+from lmstack.io.checkpoint import config_mismatch, load_checkpoint, save_checkpoint
 from lmstack.train import distributed
-from lmstack.train.checkpoint import config_mismatch, load_checkpoint, save_checkpoint
 from lmstack.train.flops import measure_matmul_peak
 from lmstack.train.metrics import MetricsLog
 from lmstack.train.optim import lr_at, make_optimizer

@@ -2,11 +2,16 @@
 
 A checkpoint is written to a temporary file in the same directory and renamed over the old one, so a
 crash or Ctrl-C mid-write leaves the previous checkpoint intact: work is never lost.
+
+A checkpoint is read with `weights_only=True`: PyTorch's restricted unpickler, which rebuilds only
+tensors and plain containers (dict, list, str, numbers) and refuses any other object, so a crafted
+`ckpt.pt` cannot run code when a run directory is opened. Checkpoints therefore hold nothing else.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -30,7 +35,10 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.exists():
         raise LmstackError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise LmstackError(f"checkpoint {path} holds objects other than tensors and plain values: "
+                           "refused (loading it could run code)") from None
     except Exception as e:
         raise LmstackError(f"checkpoint {path} is unreadable or corrupt ({type(e).__name__})") from None
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
