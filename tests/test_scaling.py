@@ -296,3 +296,14 @@ def test_plan_finds_the_committed_fit_else_the_newest_run(tmp_path, monkeypatch)
     committed.write_text("{}")
     assert find_fit(None, runs) == committed
     assert find_fit(runs / "old") == runs / "old" / "fit" / "fit.json"
+
+
+def test_the_packaged_fit_is_the_committed_one():
+    """plan reads the fit shipped inside the package; it must be the one docs/results/scaling reports."""
+    from pathlib import Path
+
+    from lmstack.scaling import plan as plan_mod
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "results" / "scaling" / "fit.json"
+    assert plan_mod.COMMITTED_FIT.read_bytes() == docs.read_bytes()
+    assert "lmstack" in plan_mod.COMMITTED_FIT.parts and "docs" not in plan_mod.COMMITTED_FIT.parts

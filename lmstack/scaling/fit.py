@@ -43,6 +43,11 @@ class PowerLaw:
     def __call__(self, x):
         return self.coef * np.asarray(x, dtype=float) ** self.exponent
 
+    @classmethod
+    def from_dict(cls, d: dict) -> PowerLaw:
+        """Back from fit.json (extra keys such as a floor are ignored)."""
+        return cls(d["coef"], d["exponent"], d.get("r2", math.nan))
+
 
 def fit_power_law(x, y) -> PowerLaw:
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
@@ -237,6 +242,12 @@ class ParametricFit:
     def loss(self, n, d):
         n, d = np.asarray(n, float), np.asarray(d, float)
         return self.E + self.A / n**self.alpha + self.B / d**self.beta
+
+    @classmethod
+    def from_dict(cls, p: dict) -> ParametricFit:
+        """Back from fit.json's "parametric" entry."""
+        return cls(p["E"], p["A"], p["alpha"], p["B"], p["beta"], p.get("objective", math.nan),
+                   p.get("n_starts", 0), p.get("huber_delta", math.nan))
 
     def optimum(self, flops: float) -> tuple[float, float, float]:
         """(N_opt, D_opt, L) minimising the law subject to C = 6ND (closed form)."""

@@ -15,13 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from lmstack.errors import LmstackError
+from lmstack.scaling.family import member, nearest
+from lmstack.scaling.fit import ParametricFit, PowerLaw
 
-COMMITTED_FIT = Path(__file__).resolve().parents[2] / "docs" / "results" / "scaling" / "fit.json"
+# The fit of the committed Shakespeare sweep (docs/results/scaling/fit.json), shipped inside the package
+# so that planning works wherever lmstack is installed; a test keeps the two files identical.
+COMMITTED_FIT = Path(__file__).with_name("shakespeare_fit.json")
 
 
 def find_fit(path: str | Path | None = None, runs_dir: str | Path = "runs/scaling") -> Path:
     """The fit to plan from: the given fit.json (or a directory holding one, or its fit/ folder), else the
-    committed fit in docs/results/scaling, else the newest runs/scaling/*/fit/fit.json."""
+    committed Shakespeare fit shipped with the package, else the newest runs/scaling/*/fit/fit.json."""
     if path is not None:
         p = Path(path)
         for cand in (p, p / "fit.json", p / "fit" / "fit.json"):
@@ -46,10 +50,6 @@ def load_fit(path: str | Path) -> dict:
     return fit
 
 
-def _law(law: dict, c: float) -> float:
-    return law["coef"] * c ** law["exponent"]
-
-
 def _range(draws: list, c: float) -> tuple[float, float]:
     if not draws:
         return (math.nan, math.nan)
@@ -67,27 +67,23 @@ def plan(fit: dict, flops: float) -> dict:
     boot = iso.get("boot", {})
     out = {"flops": flops, "param_key": fit.get("param_key", "params"),
            "measured_budgets": [b["budget"] for b in fit.get("budgets", [])]}
-    out["isoflop"] = {k: _law(iso[k], flops) for k in ("n_opt", "d_opt", "l_opt")}
+    out["isoflop"] = {k: float(PowerLaw.from_dict(iso[k])(flops)) for k in ("n_opt", "d_opt", "l_opt")}
     out["isoflop"] |= {f"{k}_range": _range(boot.get(k, []), flops) for k in ("n_opt", "d_opt", "l_opt")}
     if "l_opt_above_floor" in iso:  # the same minima, as a power law above the parametric floor
         fl = iso["l_opt_above_floor"]
-        out["isoflop"]["l_opt_above_floor"] = fl["floor"] + _law(fl, flops)
-    a, b, e, A, B = par["alpha"], par["beta"], par["E"], par["A"], par["B"]
-    g = (a * A / (b * B)) ** (1 / (a + b))
-    n = g * (flops / 6) ** (b / (a + b))
-    d = flops / (6 * n)
-    out["parametric"] = {"n_opt": n, "d_opt": d, "l_opt": e + A / n**a + B / d**b, "E": e}
+        out["isoflop"]["l_opt_above_floor"] = fl["floor"] + float(PowerLaw.from_dict(fl)(flops))
+    law = ParametricFit.from_dict(par)
+    n, d, loss = law.optimum(flops)
+    out["parametric"] = {"n_opt": n, "d_opt": d, "l_opt": loss, "E": law.E}
     fam = fit.get("family")
     if fam:
-        from lmstack.scaling.family import member
-
-        out["shape"] = _nearest_shape(out["isoflop"]["n_opt"], fam["vocab_size"], fam["seq_len"], member)
+        out["shape"] = _nearest_shape(out["isoflop"]["n_opt"], fam["vocab_size"], fam["seq_len"])
         if fam.get("train_tokens"):
             out["corpus_tokens"] = fam["train_tokens"]
     return out
 
 
-def _nearest_shape(n_params: float, vocab_size: int, seq_len: int, member) -> dict:
+def _nearest_shape(n_params: float, vocab_size: int, seq_len: int) -> dict:
     """The family member closest to n_params (members grow monotonically, so walk up in doubling steps)."""
     hi = 1
     while member(hi, vocab_size, seq_len).params < n_params and hi < 4096:
@@ -99,7 +95,7 @@ def _nearest_shape(n_params: float, vocab_size: int, seq_len: int, member) -> di
             lo = mid
         else:
             hi = mid
-    best = min((member(k, vocab_size, seq_len) for k in (lo, hi)), key=lambda m: abs(math.log(m.params / n_params)))
+    best = nearest([member(k, vocab_size, seq_len) for k in (lo, hi)], n_params)
     return {"k": best.k, "n_layers": best.n_layers, "dim": best.dim, "params": best.params}
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmstack.io.files import atomic_open, atomic_write, write_json
 from lmstack.scaling.fit import FitConfig, ParametricFit, fit_all
 from lmstack.scaling.sweep import read_csv, write_csv
 
@@ -24,6 +25,14 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, png: Path) -> None:
+    """Every plot ends the same way: laid out, written atomically as PNG, closed."""
+    fig.tight_layout()
+    with atomic_open(png, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    _plt().close(fig)
 
 
 def _by_budget(rows: list[dict]) -> dict[float, list[dict]]:
@@ -72,9 +81,7 @@ def plot_isoflop(rows: list[dict], fit: dict, png: Path) -> None:
     ax.set_title("IsoFLOP curves: loss against size at fixed compute (* = parabola minimum)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    _save(fig, png)
 
 
 def plot_frontier(fit: dict, png: Path) -> None:
@@ -98,21 +105,14 @@ def plot_frontier(fit: dict, png: Path) -> None:
         ax.set_title(labels[k] + f", R² = {law['r2']:.3f}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-
-
-def _par(fit: dict) -> ParametricFit:
-    p = fit["parametric"]
-    return ParametricFit(p["E"], p["A"], p["alpha"], p["B"], p["beta"], p["objective"], p["n_starts"], p["huber_delta"])
+    _save(fig, png)
 
 
 def plot_parametric(rows: list[dict], fit: dict, png: Path) -> None:
     """The law through each budget's runs: along a budget, D follows N as the runs' own tokens do."""
     plt = _plt()
     key, lk = fit["param_key"], fit["loss_key"]
-    law = _par(fit)
+    law = ParametricFit.from_dict(fit["parametric"])
     groups = _by_budget(rows)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for col, (b, rs) in zip(_colors(len(groups)), groups.items(), strict=True):
@@ -129,15 +129,13 @@ def plot_parametric(rows: list[dict], fit: dict, png: Path) -> None:
     ax.set_title(f"L = {law.E:.2f} + {law.A:.3g}/N^{law.alpha:.3f} + {law.B:.3g}/D^{law.beta:.3f}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    _save(fig, png)
 
 
 def plot_residuals(rows: list[dict], fit: dict, png: Path) -> None:
     plt = _plt()
     key, lk = fit["param_key"], fit["loss_key"]
-    law = _par(fit)
+    law = ParametricFit.from_dict(fit["parametric"])
     minima = {m["budget"]: m for m in fit["budgets"]}
     groups = _by_budget(rows)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
@@ -157,9 +155,7 @@ def plot_residuals(rows: list[dict], fit: dict, png: Path) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("measured / fitted - 1 (%)")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    _save(fig, png)
 
 
 def check_targets(fit: dict) -> list[tuple[str, bool, str]]:
@@ -275,16 +271,14 @@ def fit_sweep(source: str | Path, out_dir: str | Path | None = None, cfg: FitCon
         fit["family"] = {"vocab_size": s["data"]["vocab_size"], "seq_len": s["seq_len"],
                          "train_tokens": s.get("train_tokens")}
         fit["sweep"] = s
-    tmp = out / "fit.json.tmp"
-    tmp.write_text(json.dumps(fit, indent=1))
-    tmp.replace(out / "fit.json")
+    write_json(out / "fit.json", fit)
     if csv_path.resolve() != (out / "results.csv").resolve():
         write_csv(rows, out / "results.csv")
     plot_isoflop(rows, fit, out / "isoflop.png")
     plot_frontier(fit, out / "frontier.png")
     plot_parametric(rows, fit, out / "parametric.png")
     plot_residuals(rows, fit, out / "residuals.png")
-    (out / "report.md").write_text(markdown(rows, fit))
+    atomic_write(out / "report.md", markdown(rows, fit))
     if sweep_json.exists() and sweep_json.resolve() != (out / "sweep.json").resolve():
         shutil.copyfile(sweep_json, out / "sweep.json")
     return fit

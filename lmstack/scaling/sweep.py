@@ -21,6 +21,7 @@ import torch
 
 from lmstack.errors import LmstackError
 from lmstack.evaluate import evaluate_model
+from lmstack.io.files import atomic_open, write_json
 from lmstack.io.shards import Batches
 from lmstack.model import Transformer
 from lmstack.pretrain import DataConfig, prepare_data
@@ -102,12 +103,6 @@ def _check_compatible(out: Path, cfg: SweepConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
-
-
 def run_point(budget: float, m: Member, cfg: SweepConfig, tok, data_dir: Path, out: Path,
               progress: bool = True) -> dict:
     """Train and evaluate one point; resume it when a checkpoint is there. Returns its result row."""
@@ -136,7 +131,7 @@ def run_point(budget: float, m: Member, cfg: SweepConfig, tok, data_dir: Path, o
            "tokens_per_param": tokens / m.params, "val_loss": ev["val_loss"], "val_bpb": ev["val_bpb"],
            "train_loss": r.final_train_loss, "train_seconds": r.wall_time,
            "eval_seconds": time.perf_counter() - t0, "seed": cfg.seed}
-    _write_json(done, row)
+    write_json(done, row)
     return row
 
 
@@ -147,13 +142,10 @@ def collect(out: str | Path) -> list[dict]:
 
 
 def write_csv(rows: list[dict], path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(path)
 
 
 def read_csv(path: str | Path) -> list[dict]:
@@ -199,7 +191,7 @@ def _run_sweep(cfg: SweepConfig, progress: bool, log) -> list[dict]:
     tok, data_dir = prepare_data(cfg.data, out, quiet=not progress, reuse=True)
     # How much unique text there is: plans that need many more tokens would repeat it many times.
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
-    _write_json(out / "sweep.json", asdict(cfg) | {"train_tokens": meta["train"]["tokens"]})
+    write_json(out / "sweep.json", asdict(cfg) | {"train_tokens": meta["train"]["tokens"]})
     if cfg.sizes and max(cfg.sizes) > MAX_K:
         raise LmstackError(f"family sizes go up to {MAX_K} ({member(MAX_K, tok.vocab_size, cfg.seq_len).params:,} "
                            f"parameters); got {max(cfg.sizes)}")
