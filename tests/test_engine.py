@@ -293,18 +293,35 @@ def test_concurrent_submits_share_decode_steps(engine, tokenizer):
 
 
 def test_cancel_stops_a_request_and_frees_its_slot(engine, tokenizer):
+    """The engine is held before the step that would make a 4th token until cancel() has been called,
+    so the request must end with exactly 3 tokens however fast or slow either thread runs."""
     ids = prompts(tokenizer)[0]
     before = engine.stats["tokens"]
-    req = engine.submit(ids, SamplingParams(max_new_tokens=50, temperature=1.0, seed=0, stop_token_ids=[]))
-    got = []
-    for ev in req:
-        got.append(ev)
-        if len(got) == 3:
-            req.cancel()
-    assert got[-1].finish_reason == "stop" and req.cancelled
-    assert 3 <= len(req.token_ids) <= 4  # at most the step already under way when cancel() came
+    submitted, cancelled, box = threading.Event(), threading.Event(), {}
+
+    def on_step(req_ids):
+        submitted.wait(timeout=30)
+        req = box["req"]
+        if req.id in req_ids and len(req.token_ids) == 3:
+            cancelled.wait(timeout=30)
+
+    engine.on_step = on_step
+    try:
+        box["req"] = req = engine.submit(ids, SamplingParams(max_new_tokens=50, temperature=1.0, seed=0,
+                                                             stop_token_ids=[]))
+        submitted.set()
+        got = []
+        for ev in req:
+            got.append(ev)
+            if len(got) == 3:
+                req.cancel()
+                cancelled.set()
+    finally:
+        engine.on_step = None
+    assert cancelled.is_set() and got[-1].finish_reason == "stop" and req.cancelled
+    assert len(req.token_ids) == 3  # the held step saw the cancel and produced nothing more
     assert engine.generate([ids], SamplingParams(max_new_tokens=4, **GREEDY))[0].finish_reason == "length"
-    assert engine.stats["tokens"] - before == len(req.token_ids) + 4  # the cancelled one took no more steps
+    assert engine.stats["tokens"] - before == 3 + 4  # the cancelled one took no more steps
 
 
 def test_bad_requests_fail_before_running(engine, tokenizer):

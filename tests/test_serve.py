@@ -82,10 +82,31 @@ def test_completions_n_seed_and_stop(server, client, tokenizer):
     assert client.completions.create(model="tiny", prompt="x", max_tokens=3, echo=True).choices[0].text.startswith("x")
 
 
-def test_concurrent_streams_all_finish_batched_together(server, client):
-    results, errors, batch_sizes = {}, [], []
+def counting_submits(monkeypatch, eng, n: int) -> tuple[list, threading.Event]:
+    """Record every request the server submits to `eng`; the event is set once `n` have been submitted."""
+    submitted, all_in, orig = [], threading.Event(), eng.submit
+
+    def submit(*args, **kw):
+        r = orig(*args, **kw)
+        submitted.append(r)
+        if len(submitted) >= n:
+            all_in.set()
+        return r
+
+    monkeypatch.setattr(eng, "submit", submit)
+    return submitted, all_in
+
+
+def test_concurrent_streams_all_finish_batched_together(server, client, monkeypatch):
+    """The engine is held before its first decode step until all 8 clients' requests are in, so they
+    must share a step whatever the speed of the machine or the order the clients connect in."""
+    results, errors, steps = {}, [], []
     eng = server[1]["tiny"]
-    eng.on_step = lambda ids: batch_sizes.append(len(ids))  # the engine reports each decode step's requests
+    submitted, all_in = counting_submits(monkeypatch, eng, 8)
+
+    def on_step(ids):
+        all_in.wait(timeout=60)
+        steps.append(set(ids))
 
     def one(i):
         try:
