@@ -49,7 +49,7 @@ def params_from_args(a: argparse.Namespace) -> SamplingParams:
 def generate(engine: Engine, prompt: str, params: SamplingParams, out: TextIO = sys.stdout) -> str:
     """Print the prompt, then its continuation as it is generated; return the continuation."""
     tok = engine.tokenizer
-    ids = tok.encode(prompt, add_bos=True) or [tok.eot_id]
+    ids = tok.encode(prompt, add_bos=True) or [tok.end_of_text_id]
     out.write(prompt)
     out.flush()
     text, stopped = _stream(engine.submit(ids, params), out)

@@ -220,11 +220,11 @@ def cmd_sample(a) -> None:
     from lmstack.load import load_model
 
     model, tok, _ = load_model(a.model)
-    ids = tok.encode(a.prompt) or [tok.eot_id]
+    ids = tok.encode(a.prompt) or [tok.end_of_text_id]
     if len(ids) >= model.config.max_seq_len:
         raise LmstackError(f"prompt is {len(ids)} tokens; the model context is {model.config.max_seq_len}")
     g = torch.Generator().manual_seed(a.seed)
-    out = model.generate(torch.tensor([ids]), a.max_new_tokens, a.temperature, a.top_k, g, stop_id=tok.eot_id)
+    out = model.generate(torch.tensor([ids]), a.max_new_tokens, a.temperature, a.top_k, g, stop_id=tok.end_of_text_id)
     print(a.prompt + tok.decode(out[0, len(ids):].tolist(), skip_special=True))
 
 

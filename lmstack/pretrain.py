@@ -88,9 +88,9 @@ def sampler(tok: Tokenizer, prompt: str = "\n", n: int = 96, temperature: float 
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
-        idx = torch.tensor([tok.encode(prompt) or [tok.eot_id]], device=device)
+        idx = torch.tensor([tok.encode(prompt) or [tok.end_of_text_id]], device=device)
         g = torch.Generator(device=device).manual_seed(seed)
-        out = model.generate(idx, n, temperature=temperature, top_k=50, generator=g, stop_id=tok.eot_id)
+        out = model.generate(idx, n, temperature=temperature, top_k=50, generator=g, stop_id=tok.end_of_text_id)
         model.train(was_training)
         return prompt + tok.decode(out[0, idx.shape[1] :].tolist(), skip_special=True)
 

@@ -340,11 +340,11 @@ class Tokenizer:
             self.ranks[merge[:cut], merge[cut + 1:]] = rank
         self.bos_id = metadata.get("tokenizer.ggml.bos_token_id")
         self.eos_id = metadata.get("tokenizer.ggml.eos_token_id")
-        self.eot_id = metadata.get("tokenizer.ggml.eot_token_id")
+        self.end_of_turn_id = metadata.get("tokenizer.ggml.eot_token_id")  # GGUF's eot: a chat turn ends
         self.pad_id = metadata.get("tokenizer.ggml.padding_token_id")
         add_bos = metadata.get("tokenizer.ggml.add_bos_token", self.spm) and self.bos_id is not None
         self.prefix = [self.bos_id] if add_bos else []  # what a fresh sequence starts with
-        self.stop_ids = {i for i in (self.eos_id, self.eot_id) if i is not None}
+        self.stop_ids = {i for i in (self.eos_id, self.end_of_turn_id) if i is not None}
         # user-defined tokens are literal words of the vocabulary and are matched in text like HF does
         words = sorted((t for t, i in self.special.items() if self.types[i] == USER_DEFINED), key=len)[::-1]
         self.user_re = re.compile("(" + "|".join(map(re.escape, words)) + ")") if words else None

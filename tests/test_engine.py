@@ -160,7 +160,7 @@ def test_stop_token_ids_and_length(engine, tokenizer):
     assert cut.finish_reason == "stop"
     assert cut.token_ids == full.token_ids[: full.token_ids.index(stop_id)]  # the stop token is not output
     # by default the tokenizer's end-of-text / end-of-turn ids stop generation
-    assert tokenizer.eot_id in engine.default_stop_ids
+    assert tokenizer.end_of_text_id in engine.default_stop_ids
 
 
 # ---- streaming ---------------------------------------------------------------------------------

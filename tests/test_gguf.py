@@ -9,6 +9,7 @@ import torch
 
 from lmstack.errors import LmstackError
 from lmstack.io.gguf_file import export_gguf, read_gguf, tokenizer_from_gguf
+from lmstack.io.tokenizer import Tokenizer
 from lmstack.model import Transformer
 from tests.conftest import tiny_config
 
@@ -61,12 +62,22 @@ def test_metadata_and_tokenizer_travel_with_the_weights(f32_file, tokenizer):
     assert md["general.architecture"] == "llama" and md["tokenizer.ggml.pre"] == "gpt-2"
     assert md["tokenizer.ggml.tokens"] == tokenizer.tokens()
     assert md["tokenizer.ggml.token_type"] == tokenizer.token_types()
-    assert md["tokenizer.ggml.eos_token_id"] == tokenizer.eot_id
+    assert md["tokenizer.ggml.eos_token_id"] == tokenizer.end_of_text_id
     assert "<|im_start|>" in md["tokenizer.chat_template"]
     t2 = tokenizer_from_gguf(md)
     for text in ["ROMEO:\nWhat light?", "héllo 日本語 🎉 <|im_end|>", "  a\tb\n\n"]:
         assert t2.encode(text) == tokenizer.encode(text)
     assert t2.special_ids == tokenizer.special_ids
+    assert md["tokenizer.ggml.eot_token_id"] == tokenizer.end_of_turn_id  # GGUF's eot is our end of turn
+    assert (t2.end_of_text_id, t2.end_of_turn_id) == (tokenizer.end_of_text_id, tokenizer.end_of_turn_id)
+
+
+def test_a_chosen_end_of_turn_survives_export(model, tokenizer, tmp_path):
+    chosen = tokenizer.special("<|reserved_1|>")
+    tok = Tokenizer(tokenizer.hf, end_of_turn_id=chosen)
+    md = read_gguf(export_gguf(model, tok, tmp_path / "m.gguf")).metadata
+    t2 = tokenizer_from_gguf(md)
+    assert (t2.end_of_text_id, t2.end_of_turn_id) == (tokenizer.end_of_text_id, chosen)
 
 
 def _corrupt(src, dst, fn):

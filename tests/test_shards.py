@@ -15,8 +15,8 @@ def test_dataset_layout_dtype_and_document_separators(dataset, tokenizer, corpus
     train = TokenSplit.open(dataset, "train")
     assert len(train) == meta["train"]["tokens"]
     all_tokens = train.window(0, len(train))
-    assert int((all_tokens == tokenizer.eot_id).sum()) == meta["train"]["documents"]
-    assert all_tokens[-1] == tokenizer.eot_id
+    assert int((all_tokens == tokenizer.end_of_text_id).sum()) == meta["train"]["documents"]
+    assert all_tokens[-1] == tokenizer.end_of_text_id
     # decoding the shard reproduces the training documents exactly
     text = tokenizer.decode(all_tokens.tolist(), skip_special=True)
     assert text == (dataset / "train.txt").read_text()

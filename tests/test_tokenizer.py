@@ -1,7 +1,7 @@
 import pytest
 
 from lmstack.errors import LmstackError
-from lmstack.io.tokenizer import SPECIAL_TOKENS, Tokenizer, train_tokenizer
+from lmstack.io.tokenizer import END_OF_TEXT, END_OF_TURN, SPECIAL_TOKENS, Tokenizer, train_tokenizer
 
 TEXTS = ["ROMEO:\nBut soft, what light  through yonder window breaks?\n", "héllo wörld 日本語 🎉",
          "def f(x):\n\treturn x ** 2  # code\n", "numbers 12345 and ²½", "   trailing   \n\n"]
@@ -25,7 +25,7 @@ def test_roundtrip_and_byte_lengths(tokenizer):
         ids = tokenizer.encode(text)
         assert tokenizer.decode(ids) == text
         assert int(lengths[ids].sum()) == len(text.encode("utf-8"))
-    assert lengths[tokenizer.eot_id] == 0
+    assert lengths[tokenizer.end_of_text_id] == 0
 
 
 def test_save_load(tokenizer, tmp_path):
@@ -51,3 +51,12 @@ def test_merges_and_tokens_are_consistent(tokenizer):
         a, b = m.split(" ")
         assert a in vocab and b in vocab and a + b in vocab
     assert tokenizer.token_types().count(3) == len(SPECIAL_TOKENS)
+
+
+def test_end_of_text_and_end_of_turn_are_two_named_ids(tokenizer):
+    assert tokenizer.end_of_text_id == tokenizer.special(END_OF_TEXT) != tokenizer.special(END_OF_TURN)
+    assert tokenizer.end_of_turn_id == tokenizer.special(END_OF_TURN)
+    chosen = tokenizer.special("<|reserved_0|>")  # a file may name any token as its end of turn
+    t = Tokenizer(tokenizer.hf, end_of_turn_id=chosen)
+    assert t.end_of_turn_id == chosen and t.end_of_text_id == tokenizer.end_of_text_id
+    assert {chosen, t.end_of_text_id} <= t.stop_ids and tokenizer.special(END_OF_TURN) not in t.stop_ids

@@ -200,7 +200,7 @@ class Engine:
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None) or CHATML_TEMPLATE
         self.model = FastTransformer(model.eval(), self.quant, self.max_batch, max_seq_len)
         self.max_seq_len = self.model.max_seq_len
-        self.default_stop_ids = set(getattr(tokenizer, "stop_ids", None) or {tokenizer.eot_id})
+        self.default_stop_ids = set(getattr(tokenizer, "stop_ids", None) or {tokenizer.end_of_text_id})
         self._decode_one = self._decode_many = self.model.decode
         if self.compile:
             self._decode_one, self._decode_many = compile_decode(self.model, self.max_batch)

@@ -24,10 +24,9 @@ from pathlib import Path
 
 from lmstack.errors import LmstackError
 from lmstack.io.chat_template import CHATML_TEMPLATE, render_chat
-from lmstack.io.tokenizer import Tokenizer
+from lmstack.io.tokenizer import END_OF_TURN, Tokenizer
 
 ROLES = ("system", "user", "assistant", "tool")
-END_OF_TURN = "<|im_end|>"
 _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "weight"}
 _RECORD_KEYS = {"messages", "tools", "meta"}
 _PLACEHOLDER = "\ue000[0-9a-f]{8}[0-9]+\ue001"
@@ -241,7 +240,7 @@ def encode_chat(tok: Tokenizer, messages: list[dict], tools: list | None = None,
     except Exception as e:  # jinja errors from a template the user supplied
         raise LmstackError(f"chat template failed to render: {e}") from None
     specials = special_token_ids(tok)
-    eot = END_OF_TURN if END_OF_TURN in specials else None
+    marker = END_OF_TURN if END_OF_TURN in specials else None
 
     # Which characters are trained: for each assistant turn, from the end of its generation prompt
     # to the end of its end-of-turn marker. Prefix renders locate the turns inside the full text.
@@ -254,7 +253,7 @@ def encode_chat(tok: Tokenizer, messages: list[dict], tools: list | None = None,
             if not (full.startswith(head) and full.startswith(upto) and upto.startswith(head)):
                 raise LmstackError("the chat template does not render conversations prefix by prefix; "
                                    "cannot locate assistant turns for the loss mask")
-            end = upto.rfind(eot, len(head)) + len(eot) if eot and eot in upto[len(head):] else len(upto)
+            end = upto.rfind(marker, len(head)) + len(marker) if marker and marker in upto[len(head):] else len(upto)
             trained.append((len(head), end))
 
     # Cut the text at placeholders, special tokens and mask boundaries; encode each piece alone.

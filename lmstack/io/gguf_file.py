@@ -144,11 +144,10 @@ def _add_tokenizer(w: gguf.GGUFWriter, tok: Tokenizer, n_vocab: int) -> None:
         w.add_token_merges(tok.merges())
     w.add_token_list(tokens)
     w.add_token_types(types)
-    w.add_bos_token_id(tok.bos_id if tok.bos_id is not None else tok.eot_id)
-    w.add_eos_token_id(tok.eos_id)  # lmstack: a document ends at <|endoftext|>, a chat turn at <|im_end|> (eot)
-    turn_end = tok.special_ids.get("<|im_end|>")
-    if turn_end is not None:
-        w.add_eot_token_id(turn_end)
+    w.add_bos_token_id(tok.bos_id if tok.bos_id is not None else tok.end_of_text_id)
+    w.add_eos_token_id(tok.eos_id)  # lmstack: a document ends at <|endoftext|> (eos), a chat turn at <|im_end|>
+    if tok.end_of_turn_id is not None:  # GGUF's name for the end of a turn is eot
+        w.add_eot_token_id(tok.end_of_turn_id)
     w.add_pad_token_id(tok.special_ids.get("<|pad|>", tok.eos_id))
     w.add_add_bos_token(tok.add_bos)
 
@@ -375,7 +374,7 @@ def tokenizer_from_gguf(meta: dict) -> Tokenizer:
     hf.add_tokens([AddedToken(tokens[i], special=False, normalized=False) for i, ty in enumerate(types) if ty == 4])
     ids = lambda key: meta.get(f"tokenizer.ggml.{key}_token_id")
     return Tokenizer(hf, chat_template=meta.get("tokenizer.chat_template"), bos_id=ids("bos"), eos_id=ids("eos"),
-                     eot_id=ids("eot"), add_bos=meta.get("tokenizer.ggml.add_bos_token", kind == "llama"),
+                     end_of_turn_id=ids("eot"), add_bos=meta.get("tokenizer.ggml.add_bos_token", kind == "llama"),
                      gguf_pre=pre, scores=meta.get("tokenizer.ggml.scores") if kind == "llama" else None)
 
 

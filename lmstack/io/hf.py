@@ -109,7 +109,7 @@ def _tokenizer(path: Path, config: dict) -> Tokenizer:
     post = json.dumps(json.loads(hf.to_str()).get("post_processor"))
     add_bos = tc.get("add_bos_token", bos_id is not None and hf.id_to_token(bos_id or 0) in post)
     turn_end = next((i for i in eos_ids if i != eos_id), None)
-    return Tokenizer(hf, chat_template=template, bos_id=bos_id, eos_id=eos_id, eot_id=turn_end, add_bos=add_bos)
+    return Tokenizer(hf, chat_template=template, bos_id=bos_id, eos_id=eos_id, end_of_turn_id=turn_end, add_bos=add_bos)
 
 
 def read_hf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Tokenizer, dict]:
@@ -173,7 +173,7 @@ def export_hf(model: torch.nn.Module, tok: Tokenizer, out_dir: str | Path) -> Pa
             hf_name = f"model.layers.{i}." + {v: k for k, v in _LAYER.items()}[rest]
         sd[hf_name] = t.contiguous()
     name = lambda i: tok.hf.id_to_token(i) if i is not None else None
-    bos = tok.bos_id if tok.bos_id is not None else tok.eot_id
+    bos = tok.bos_id if tok.bos_id is not None else tok.end_of_text_id
     config = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
         "hidden_size": cfg.dim, "intermediate_size": cfg.ffn_dim, "num_hidden_layers": cfg.n_layers,

@@ -73,7 +73,7 @@ class ConversationBatches:
     def __init__(self, tok: Tokenizer, train: list[Conversation], val: list[Conversation], seq_len: int,
                  batch_size: int, grad_accum: int = 1, seed: int = 0, packing: bool = True,
                  template: str | None = None):
-        pad = tok.special_ids.get("<|pad|>", tok.eot_id)
+        pad = tok.special_ids.get("<|pad|>", tok.end_of_text_id)
         self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
         tr, cut_tr = tokenize_conversations(tok, train, seq_len, template)
         va, cut_va = tokenize_conversations(tok, val, seq_len, template)

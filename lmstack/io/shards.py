@@ -54,7 +54,7 @@ def write_split(docs: list[Document], tok: Tokenizer, out_dir: Path, split: str)
     for i in range(0, len(docs), 256):
         chunk = docs[i : i + 256]
         for ids in tok.encode_batch([d.text for d in chunk]):
-            a = np.asarray(ids + [tok.eot_id], dtype=np.int64)
+            a = np.asarray(ids + [tok.end_of_text_id], dtype=np.int64)
             buf.append(a)
             pending += a.size
             n_tokens += a.size
@@ -73,7 +73,7 @@ def build_dataset(train: list[Document], val: list[Document], tok: Tokenizer, ou
     meta = {
         "vocab_size": tok.vocab_size,
         "dtype": _dtype(tok.vocab_size).name,
-        "eot_id": tok.eot_id,
+        "end_of_text_id": tok.end_of_text_id,
         "train": write_split(train, tok, out_dir, "train"),
         "val": write_split(val, tok, out_dir, "val"),
     }

@@ -24,11 +24,12 @@ from tokenizers import Tokenizer as HFTokenizer
 from lmstack.errors import LmstackError
 from lmstack.io.chat_template import CHATML_TEMPLATE, render_chat
 
-EOT = "<|endoftext|>"
+END_OF_TEXT = "<|endoftext|>"  # a document ends here (shards put it between documents)
+END_OF_TURN = "<|im_end|>"  # a chat turn ends here (GGUF's tokenizer.ggml.eot_token_id)
 SPECIAL_TOKENS = [
-    EOT,
+    END_OF_TEXT,
     "<|im_start|>",
-    "<|im_end|>",
+    END_OF_TURN,
     "<tool_call>",
     "</tool_call>",
     "<tool_response>",
@@ -90,12 +91,13 @@ def _pre_tokenizer_name(desc: dict) -> str | None:
 class Tokenizer:
     """Text <-> ids, the special ids a runtime needs, and the chat template that goes with the vocabulary.
 
-    `eot_id` ends a document (shards put it between documents); `stop_ids` end a generation (end of
-    text and end of turn); `bos_id` starts a sequence when `add_bos` is set (SentencePiece models).
+    `end_of_text_id` ends a document (shards put it between documents); `end_of_turn_id` ends a chat
+    turn (GGUF calls it eot); `stop_ids` end a generation (end of text, GGUF's eos and end of turn);
+    `bos_id` starts a sequence when `add_bos` is set (SentencePiece models).
     """
 
     def __init__(self, hf: HFTokenizer, chat_template: str | None = None, bos_id: int | None = None,
-                 eos_id: int | None = None, eot_id: int | None = None, add_bos: bool = False,
+                 eos_id: int | None = None, end_of_turn_id: int | None = None, add_bos: bool = False,
                  gguf_pre: str | None = None, scores: list[float] | None = None):
         self.hf = hf
         self.hf.encode_special_tokens = True  # specials in text are plain text
@@ -107,15 +109,15 @@ class Tokenizer:
             gguf_pre = _pre_tokenizer_name(desc)
         self.gguf_pre = gguf_pre  # the name llama.cpp knows this split by (byte-level BPE only)
         self.scores = scores
-        end = self.special_ids.get(EOT, eos_id)
+        end = self.special_ids.get(END_OF_TEXT, eos_id)
         if end is None:
-            raise LmstackError(f"tokenizer has no {EOT} token and no end-of-sequence id")
-        self._eot = end
+            raise LmstackError(f"tokenizer has no {END_OF_TEXT} token and no end-of-sequence id")
+        self.end_of_text_id: int = end
+        self.end_of_turn_id = end_of_turn_id if end_of_turn_id is not None else self.special_ids.get(END_OF_TURN)
         self.bos_id = bos_id
         self.eos_id = eos_id if eos_id is not None else end
         self.add_bos = bool(add_bos and bos_id is not None)
-        turn_end = eot_id if eot_id is not None else self.special_ids.get("<|im_end|>")
-        self.stop_ids = frozenset(i for i in (end, self.eos_id, turn_end) if i is not None)
+        self.stop_ids = frozenset(i for i in (end, self.eos_id, self.end_of_turn_id) if i is not None)
         self._hf_special: HFTokenizer | None = None
 
     # ---- persistence -------------------------------------------------------------------------
@@ -137,10 +139,6 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self.hf.get_vocab_size()
-
-    @property
-    def eot_id(self) -> int:
-        return self._eot
 
     def encode(self, text: str, allow_special: bool = False, add_bos: bool = False) -> list[int]:
         """Ids of text. With allow_special, special-token strings in it (from a rendered chat

@@ -121,7 +121,7 @@ def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if req.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes one prompt at a time", "prompt", "invalid_value")
-        ids = [tok.encode(p) or [tok.eot_id] for p in prompts]
+        ids = [tok.encode(p) or [tok.end_of_text_id] for p in prompts]
         return await _complete(entry, req, ids, chat=False, param="prompt",
                                echo=prompts if req.echo else None)
 
