@@ -128,7 +128,7 @@ def test_tensor_offset_past_end(f32_file, tmp_path):
 def test_cli_reports_one_line_and_exits_nonzero(f32_file, tmp_path):
     bad = _corrupt(f32_file, tmp_path / "bad.gguf", CASES["bad magic"][0])
     r = subprocess.run([sys.executable, "-m", "lmstack", "eval", str(bad), "--data", "x"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error:")
 

