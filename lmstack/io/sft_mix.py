@@ -54,34 +54,72 @@ class Play:
 _SPEAKER = re.compile(r"^([A-Z][A-Za-z'\- ]{1,30})\.$")
 
 
-def _titles(root: Path) -> dict[str, str]:
+def play_titles(root: Path) -> dict[str, str]:
     meta = configparser.ConfigParser(interpolation=None)
     meta.read(root / "shksprdata" / "texts" / "metadata.txt", encoding="utf-8")
     return {s.removesuffix("_gut"): meta[s].get("title", s) for s in meta.sections()}
 
 
-def parse_play(title: str, text: str) -> Play:
-    """Speeches of a play: a speaker label alone on a line ("HAMLET.", "First Citizen."), then verse.
+_NUMBER = r"([IVX]+|\d+|FIRST|SECOND|THIRD|FOURTH|FIFTH)"
+_ACT = re.compile(rf"^ACT\s+{_NUMBER}\b", re.IGNORECASE)
+_SCENE = re.compile(rf"^SCENE\s+{_NUMBER}\b", re.IGNORECASE)
+_ROMAN = {"1": "I", "2": "II", "3": "III", "4": "IV", "5": "V", "FIRST": "I", "SECOND": "II", "THIRD": "III",
+          "FOURTH": "IV", "FIFTH": "V"}
 
-    Abbreviated labels ("Hor.") are kept only when the name also occurs in the dialogue, so answers
-    are real names, not abbreviations.
-    """
-    blocks = []
+
+@dataclass
+class Block:
+    """A paragraph of a play's text and where it stands: act and scene so far (roman numerals, ""
+    before the first), the speaker when the paragraph is a speech, and its lines."""
+
+    act: str
+    scene: str
+    speaker: str | None
+    lines: list[str]
+
+
+def play_blocks(text: str) -> list[Block]:
+    """Every non-blank paragraph of a play in order. A speech starts with a speaker label alone on a
+    line ("HAMLET.", "First Citizen."); its lines leave out stage directions in brackets. Act and
+    scene headings are spelled many ways in the corpus ("ACT I.", "Act 1.", "ACT FIRST", "Scene II.--")."""
+    act = scene = ""
+    out = []
     for block in re.split(r"\n\s*\n", text):
-        lines = [ln.strip() for ln in block.strip().splitlines()]
+        lines = [ln.strip() for ln in block.strip().splitlines() if ln.strip()]
+        if not lines:
+            continue
+        for ln in lines if len(lines) <= 3 else lines[:1]:  # headings stand alone, a line or two
+            if len(ln) <= 80 and (m := _ACT.match(ln)):
+                act, scene = _ROMAN.get(m.group(1).upper(), m.group(1).upper()), ""
+            elif len(ln) <= 80 and (m := _SCENE.match(ln)):
+                scene = _ROMAN.get(m.group(1).upper(), m.group(1).upper())
         m = _SPEAKER.match(lines[0]) if len(lines) >= 2 else None
-        verse = [ln for ln in lines[1:] if ln and not ln.startswith("[")]
+        verse = [ln for ln in lines[1:] if not ln.startswith("[")]
         if m and verse:
-            blocks.append((m.group(1).strip(), verse))
+            out.append(Block(act, scene, m.group(1).strip(), verse))
+        else:
+            out.append(Block(act, scene, None, lines))
+    return out
+
+
+def speaker_name(label: str) -> str:
+    """A speaker label as a name: "LADY MACBETH" -> "Lady Macbeth", "First Citizen" unchanged."""
+    if label.isupper():
+        return re.sub(r" (Of|The|And|De) ", lambda m: m.group(0).lower(), label.title())
+    return label
+
+
+def parse_play(title: str, text: str) -> Play:
+    """Speeches of a play (see play_blocks). Abbreviated labels ("Hor.") are kept only when the name
+    also occurs in the dialogue, so answers are real names, not abbreviations."""
+    blocks = [(b.speaker, b.lines) for b in play_blocks(text) if b.speaker]
     # capitalised words of the dialogue itself: a real name is spoken somewhere, an abbreviation is not
     spoken = {w.lower() for _, verse in blocks for ln in verse for w in re.findall(r"[A-Z][a-z']+", ln)}
     speeches = []
     for name, verse in blocks:
         if not any(len(w) >= 4 and w in spoken for w in name.lower().split()):
             continue
-        if name.isupper():
-            name = re.sub(r" (Of|The|And|De) ", lambda m: m.group(0).lower(), name.title())
-        speeches.append(Speech(name, verse))
+        speeches.append(Speech(speaker_name(name), verse))
     return Play(title, speeches)
 
 
@@ -89,7 +127,7 @@ def load_plays(cfg: MixConfig) -> list[Play]:
     """The plays pretraining trains on (its held-out documents are left out), with their titles."""
     docs = load_documents("shakespeare")
     train_docs, _ = split_documents(docs, cfg.val_fraction, cfg.split_seed)
-    titles = _titles(fetch_corpus("shakespeare", quiet=True))
+    titles = play_titles(fetch_corpus("shakespeare", quiet=True))
     plays = [parse_play(titles.get(d.name, d.name), d.text) for d in train_docs]
     plays = [p for p in plays if len(p.speeches) >= 100]  # poems and sonnets have no speakers
     if not plays:
