@@ -29,7 +29,7 @@ class Tool:
     name: str
     description: str
     parameters: dict  # JSON schema of the arguments object
-    fn: Callable[..., str]  # called with the arguments as keywords; raises LmstackError for a bad call
+    fn: Callable[..., str | ToolResult]  # called with the arguments as keywords; raises LmstackError for a bad call
 
     def spec(self) -> dict:
         """The tool as the OpenAI API and chat templates describe it."""
@@ -50,7 +50,10 @@ class Tool:
             out = self.fn(**arguments)
         except LmstackError as e:
             return ToolResult(f"error: {e}", is_error=True)
-        return ToolResult(truncate(out) if isinstance(out, str) else out)
+        if isinstance(out, ToolResult):
+            out.content = truncate(out.content)
+            return out
+        return ToolResult(truncate(out))
 
 
 def truncate(text: str, limit: int = MAX_RESULT_CHARS) -> str:
