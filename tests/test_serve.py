@@ -1,6 +1,7 @@
 """The OpenAI-compatible server, driven by the official `openai` client against a real uvicorn server."""
 
 import json
+import socket
 import threading
 
 import httpx2 as httpx
@@ -138,7 +139,7 @@ def test_concurrent_streams_all_finish_batched_together(server, client, monkeypa
     (dict(model="tiny", messages=MSGS, max_tokens=10_000), 400, "max_tokens", "context_length_exceeded"),
     (dict(model="tiny", messages=[{"role": "user", "content": "king " * 200}]), 400, "messages",
      "context_length_exceeded"),
-    (dict(model="tiny", messages=[]), 400, "messages", "invalid_value"),
+    (dict(model="tiny", messages=[]), 400, "messages", "invalid_messages"),
     (dict(model="tiny", messages=[{"role": "wizard", "content": "hi"}]), 400, "messages.0.role", "invalid_value"),
     (dict(model="tiny", messages=[{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}]), 400,
      "messages", "invalid_messages"),
@@ -171,3 +172,125 @@ def test_malformed_bodies_never_break_the_server(server):
                                                                 "stream": True}) as r:
         next(r.iter_lines())
     assert httpx.get(url + "/health").status_code == 200
+
+
+def test_developer_is_the_system_role_and_null_fields_are_absent(client):
+    as_system = client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=4, temperature=0)
+    dev = [{"role": "developer", "content": "Be brief."}, {**MSGS[1], "name": None}]
+    as_developer = client.chat.completions.create(model="tiny", messages=dev, max_tokens=4, temperature=0)
+    assert as_developer.usage.prompt_tokens == as_system.usage.prompt_tokens
+    assert as_developer.choices[0].message.content == as_system.choices[0].message.content
+
+
+@pytest.mark.parametrize("messages, tools, param", [
+    ([{"role": "user", "content": 5}], None, "messages.0.content"),
+    ([{"role": "user", "content": "hi", "bogus": 1}], None, "messages.0.bogus"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "tool_calls": [{"function": {"name": "f",
+                                                                                        "arguments": "{x"}}]}],
+     None, "messages.1.tool_calls.0"),
+    ([{"role": "user", "content": "a"}], [1], "tools"),
+    ([{"role": "user", "content": "a"}, {"role": "system", "content": "late"}], None, "messages"),
+])
+def test_messages_are_checked_by_the_conversation_validator(server, messages, tools, param):
+    """The same rules as fine-tuning data (io/conversations.py), reported as a 400 naming the field."""
+    body = {"model": "tiny", "messages": messages, **({"tools": tools} if tools else {})}
+    r = httpx.post(server[0] + "/v1/chat/completions", json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["code"] == ("invalid_messages" if param == "messages" else "invalid_value")
+    assert err["message"].startswith("message ") or param == "tools"
+
+
+def hold_until_cancelled(monkeypatch, eng) -> tuple[list, threading.Event, threading.Event]:
+    """Instrument `eng`: the first request submitted is held before each of its decode steps until it is
+    cancelled, so it cannot run to its end unless the cancellation never comes. Returns (submitted,
+    reached: it is at a decode step, cancelled)."""
+    submitted, all_in = counting_submits(monkeypatch, eng, 1)
+    reached, cancelled = threading.Event(), threading.Event()
+    orig = eng.submit
+
+    def submit(*args, **kw):
+        r = orig(*args, **kw)
+        plain = r.cancel
+
+        def cancel():
+            plain()
+            cancelled.set()
+
+        r.cancel = cancel
+        return r
+
+    def on_step(ids):
+        all_in.wait(timeout=30)
+        if submitted[0].id in ids:
+            reached.set()
+            cancelled.wait(timeout=30)
+
+    monkeypatch.setattr(eng, "submit", submit)
+    monkeypatch.setattr(eng, "on_step", on_step)
+    return submitted, reached, cancelled
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_disconnects_stops_its_request_in_the_engine(server, monkeypatch, stream):
+    url, engines = server
+    eng = engines["tiny"]
+    submitted, reached, cancelled = hold_until_cancelled(monkeypatch, eng)
+    body = json.dumps({"model": "tiny", "messages": MSGS, "max_tokens": 10, "temperature": 0,
+                       "stream": stream}).encode()
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert reached.wait(timeout=30), "the request never reached a decode step"
+    # the client is gone: the server must cancel the request, which the held step then ends
+    assert cancelled.wait(timeout=30), "the server did not cancel the request of a disconnected client"
+    eng.generate([[1, 2, 3]], SamplingParams(max_new_tokens=1))  # runs after the held step is done
+    req = submitted[0]
+    assert req.cancelled and req.finish_reason == "stop"
+    assert len(req.token_ids) == 1  # the token from the prompt's prefill; no decode step ran for it
+
+
+def test_serve_names_models_with_name_equals_path(tmp_path, tokenizer):
+    """`lmstack serve --model NAME=PATH`: the models are listed under the given names, and each name is
+    answered by its own model (told apart by their contexts, 64 and 128 tokens, and by their tokens)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.serve_fixtures import free_port
+
+    paths = {"first": tiny_run(tmp_path / "a", tokenizer, seed=0),
+             "second": tiny_run(tmp_path / "b", tokenizer, seed=3, max_seq_len=128)}
+    port = free_port()
+    cmd = [sys.executable, "-m", "lmstack", "serve", "--port", str(port), "--threads", "1", "--quant", "none",
+           *[x for name, p in paths.items() for x in ("--model", f"{name}={p}")]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:  # until it listens, however long loading takes
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert proc.poll() is None, proc.stdout.read()
+        cards = {m["id"]: m["context_length"] for m in httpx.get(url + "/v1/models").json()["data"]}
+        assert cards == {"first": 64, "second": 128}
+        for name, p in paths.items():
+            r = httpx.post(url + "/v1/completions", json={"model": name, "prompt": "the king", "max_tokens": 12,
+                                                          "temperature": 0}, timeout=60)
+            assert r.status_code == 200 and r.json()["model"] == name, r.text
+            ref = Engine.load(str(p), quant="none", max_batch=1)
+            try:
+                assert r.json()["choices"][0]["text"] == greedy(ref, ref.tokenizer.encode("the king"), 12).text
+            finally:
+                ref.close()
+        text = next("king " * n for n in range(1, 100) if len(tokenizer.encode("king " * n)) > 80)
+        long = {"prompt": text, "max_tokens": 4}  # 81-82 tokens: fits a context of 128, not one of 64
+        assert httpx.post(url + "/v1/completions", json={"model": "first", **long}, timeout=60).status_code == 400
+        assert httpx.post(url + "/v1/completions", json={"model": "second", **long}, timeout=60).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

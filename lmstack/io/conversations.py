@@ -51,22 +51,32 @@ class Conversation:
 
 
 # ---- validation ---------------------------------------------------------------------------------
-def _check_tool_call(call, where: str) -> dict:
+class RecordError(LmstackError):
+    """A record that fails validation. `where` is the path of the bad part inside the record, as
+    OpenAI's API names parameters ("messages.0.role", "messages.1.tool_calls.0", "tools"), so the
+    server can name it in a 400; "messages" alone means the sequence of turns as a whole."""
+
+    def __init__(self, message: str, where: str = "messages"):
+        super().__init__(message)
+        self.where = where
+
+
+def _check_tool_call(call, where: str, path: str) -> dict:
     if not isinstance(call, dict):
-        raise LmstackError(f"{where}: a tool call must be an object")
+        raise RecordError(f"{where}: a tool call must be an object", path)
     fn = call.get("function", call)
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-        raise LmstackError(f"{where}: a tool call needs a function with a non-empty string 'name'")
+        raise RecordError(f"{where}: a tool call needs a function with a non-empty string 'name'", path)
     args = fn.get("arguments", {})
     if isinstance(args, str):
         try:
             parsed = json.loads(args)
         except json.JSONDecodeError:
-            raise LmstackError(f"{where}: tool call arguments are not valid JSON") from None
+            raise RecordError(f"{where}: tool call arguments are not valid JSON", path) from None
     else:
         parsed = args
     if not isinstance(parsed, dict):
-        raise LmstackError(f"{where}: tool call arguments must be a JSON object")
+        raise RecordError(f"{where}: tool call arguments must be a JSON object", path)
     # One canonical text form, so training and serving render the same characters.
     out = {"type": "function", "function": {"name": fn["name"], "arguments": json.dumps(parsed, ensure_ascii=False)}}
     if isinstance(call.get("id"), str):
@@ -74,74 +84,83 @@ def _check_tool_call(call, where: str) -> dict:
     return out
 
 
-def _check_message(m, i: int, prev_role: str | None, prev_calls: bool) -> dict:
-    where = f"message {i + 1}"
-    if not isinstance(m, dict):
-        raise LmstackError(f"{where} is not an object")
-    extra = set(m) - _MESSAGE_KEYS
-    if extra:
-        raise LmstackError(f"{where} has unknown field(s) {', '.join(sorted(extra))}")
-    role = m.get("role")
-    if role not in ROLES:
-        raise LmstackError(f"{where} has role {role!r}; expected one of {', '.join(ROLES)}")
-    content = m.get("content")
-    if isinstance(content, list):  # OpenAI content parts: only text parts are meaningful here
+def _text_content(content, where: str, path: str):
+    """A message's content as one string (OpenAI content parts: only text parts mean anything here)."""
+    if isinstance(content, list):
         if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
                    for p in content):
-            raise LmstackError(f"{where}: content parts must all be {{'type': 'text', 'text': str}}")
-        content = "".join(p["text"] for p in content)
+            raise RecordError(f"{where}: content parts must all be {{'type': 'text', 'text': str}}", path)
+        return "".join(p["text"] for p in content)
+    if content is not None and not isinstance(content, str):
+        raise RecordError(f"{where}: content must be a string, got {type(content).__name__}", path)
+    return content
+
+
+def _check_message(m, i: int, prev_role: str | None, prev_calls: bool) -> dict:
+    where, path = f"message {i + 1}", f"messages.{i}"
+    if not isinstance(m, dict):
+        raise RecordError(f"{where} is not an object", path)
+    extra = set(m) - _MESSAGE_KEYS
+    if extra:
+        raise RecordError(f"{where} has unknown field(s) {', '.join(sorted(extra))}", f"{path}.{min(extra)}")
+    role = m.get("role")
+    if role not in ROLES:
+        raise RecordError(f"{where} has role {role!r}; expected one of {', '.join(ROLES)}", f"{path}.role")
+    content = _text_content(m.get("content"), where, f"{path}.content")
     out: dict = {"role": role}
     calls = m.get("tool_calls")
     if calls is not None:
         if role != "assistant":
-            raise LmstackError(f"{where}: only assistant messages may have tool_calls")
+            raise RecordError(f"{where}: only assistant messages may have tool_calls", f"{path}.tool_calls")
         if not isinstance(calls, list) or not calls:
-            raise LmstackError(f"{where}: tool_calls must be a non-empty list")
-        out["tool_calls"] = [_check_tool_call(c, f"{where} tool call {j + 1}") for j, c in enumerate(calls)]
+            raise RecordError(f"{where}: tool_calls must be a non-empty list", f"{path}.tool_calls")
+        out["tool_calls"] = [_check_tool_call(c, f"{where} tool call {j + 1}", f"{path}.tool_calls.{j}")
+                             for j, c in enumerate(calls)]
     if content is None and calls is None:
-        raise LmstackError(f"{where} ({role}) has no content")
-    if content is not None and not isinstance(content, str):
-        raise LmstackError(f"{where}: content must be a string, got {type(content).__name__}")
+        raise RecordError(f"{where} ({role}) has no content", f"{path}.content")
     out["content"] = content if content is not None else ""
     if role == "system" and i != 0:
-        raise LmstackError(f"{where}: a system message may only come first")
+        raise RecordError(f"{where}: a system message may only come first")
     if role == "tool" and not (prev_calls or prev_role == "tool"):
-        raise LmstackError(f"{where}: a tool message must follow an assistant message with tool_calls")
+        raise RecordError(f"{where}: a tool message must follow an assistant message with tool_calls")
     for key in ("name", "tool_call_id"):
         if key in m:
             if not isinstance(m[key], str):
-                raise LmstackError(f"{where}: {key} must be a string")
+                raise RecordError(f"{where}: {key} must be a string", f"{path}.{key}")
             out[key] = m[key]
     if "weight" in m:
         if role != "assistant" or m["weight"] not in (0, 1):
-            raise LmstackError(f"{where}: weight is 0 or 1, and only on assistant messages")
+            raise RecordError(f"{where}: weight is 0 or 1, and only on assistant messages", f"{path}.weight")
         out["weight"] = int(m["weight"])
     return out
 
 
 def validate_record(rec, require_assistant: bool = True) -> Conversation:
-    """Check one record and return it normalised (text content, tool-call arguments as JSON strings)."""
+    """Check one record and return it normalised (text content, tool-call arguments as JSON strings).
+
+    The one validator of messages: SFT data files and the server's chat requests both go through it;
+    a failure is a RecordError naming the bad part."""
     if not isinstance(rec, dict):
-        raise LmstackError("a record must be a JSON object with a 'messages' list")
+        raise RecordError("a record must be a JSON object with a 'messages' list", "")
     extra = set(rec) - _RECORD_KEYS
     if extra:
-        raise LmstackError(f"unknown top-level field(s) {', '.join(sorted(extra))}")
+        raise RecordError(f"unknown top-level field(s) {', '.join(sorted(extra))}", min(extra))
     msgs = rec.get("messages")
     if not isinstance(msgs, list) or not msgs:
-        raise LmstackError("'messages' must be a non-empty list")
+        raise RecordError("'messages' must be a non-empty list")
     out, prev_role, prev_calls = [], None, False
     for i, m in enumerate(msgs):
         nm = _check_message(m, i, prev_role, prev_calls)
         out.append(nm)
         prev_role, prev_calls = nm["role"], "tool_calls" in nm
     if require_assistant and not any(m["role"] == "assistant" and m.get("weight", 1) for m in out):
-        raise LmstackError("no assistant message to learn from")
+        raise RecordError("no assistant message to learn from")
     tools = rec.get("tools")
     if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
-        raise LmstackError("'tools' must be a list of objects")
+        raise RecordError("'tools' must be a list of objects", "tools")
     meta = rec.get("meta", {})
     if not isinstance(meta, dict):
-        raise LmstackError("'meta' must be an object")
+        raise RecordError("'meta' must be an object", "meta")
     return Conversation(out, tools or None, meta)
 
 

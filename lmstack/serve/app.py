@@ -3,8 +3,8 @@
 Every request, streaming or not, becomes `engine.submit(prompt_ids, params)`; the engine's scheduler
 batches whatever is in flight, so concurrent clients share forward passes instead of queueing
 behind a lock. A request's blocking token iterator is walked in a worker thread per request, so the
-event loop stays free. When a streaming client goes away, its request is cancelled and its slot in
-the batch freed. Anything a client can send wrong comes back as a 4xx with OpenAI's error body;
+event loop stays free. When a client goes away, streaming or not, its requests are cancelled and their
+slots in the batch freed. Anything a client can send wrong comes back as a 4xx with OpenAI's error body;
 anything else as a 500 with the same shape. The server itself never stops on input.
 """
 
@@ -27,8 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmstack.errors import LmstackError
-from lmstack.io.conversations import encode_chat, validate_record
-from lmstack.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest, validation_message
+from lmstack.io.conversations import encode_chat
+from lmstack.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest, conversation, validation_message
 
 STATIC = Path(__file__).parent / "static"
 
@@ -98,31 +98,27 @@ def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
         return model_for(name).card()
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest):
+    async def chat_completions(req: ChatCompletionRequest, http: Request):
         entry = model_for(req.model)
         eng = entry.engine
-        try:
-            conv = validate_record({"messages": [m.as_dict() for m in req.messages],
-                                    **({"tools": req.tools} if req.tools else {})}, require_assistant=False)
-        except LmstackError as e:
-            raise ApiError(400, str(e), "messages", "invalid_messages") from None
+        conv = conversation(req)
         template = getattr(eng, "chat_template", None) or getattr(eng.tokenizer, "chat_template", None)
         try:
             ids, _ = encode_chat(eng.tokenizer, conv.messages, conv.tools, template, add_generation_prompt=True,
                                  with_mask=False)
         except LmstackError as e:
             raise ApiError(400, str(e), "messages", "template_error") from None
-        return await _complete(entry, req, [ids], chat=True, param="messages")
+        return await _complete(http, entry, req, [ids], chat=True, param="messages")
 
     @app.post("/v1/completions")
-    async def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest, http: Request):
         entry = model_for(req.model)
         tok = entry.engine.tokenizer
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if req.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes one prompt at a time", "prompt", "invalid_value")
         ids = [tok.encode(p) or [tok.end_of_text_id] for p in prompts]
-        return await _complete(entry, req, ids, chat=False, param="prompt",
+        return await _complete(http, entry, req, ids, chat=False, param="prompt",
                                echo=prompts if req.echo else None)
 
     @app.get("/")
@@ -175,7 +171,7 @@ def _drain(request) -> tuple[str, int, str]:
     return "".join(parts), n, finish
 
 
-async def _complete(entry: ModelEntry, req, prompts: list[list[int]], chat: bool, param: str,
+async def _complete(http: Request, entry: ModelEntry, req, prompts: list[list[int]], chat: bool, param: str,
                     echo: list[str] | None = None):
     eng = entry.engine
     jobs = [(p, i * len(prompts) + k) for i in range(req.n) for k, p in enumerate(prompts)]
@@ -189,12 +185,7 @@ async def _complete(entry: ModelEntry, req, prompts: list[list[int]], chat: bool
         return StreamingResponse(_stream(entry, req, requests, rid, created, chat, usage_prompt),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    try:
-        results = await asyncio.gather(*(run_in_threadpool(_drain, r) for r in requests))
-    except asyncio.CancelledError:
-        for r in requests:
-            r.cancel()
-        raise
+    results = await _drain_all(http, requests)
     choices = []
     for i, (text, _, finish) in enumerate(results):
         if chat:
@@ -208,6 +199,33 @@ async def _complete(entry: ModelEntry, req, prompts: list[list[int]], chat: bool
             "model": entry.name, "choices": choices,
             "usage": {"prompt_tokens": usage_prompt, "completion_tokens": completion,
                       "total_tokens": usage_prompt + completion}}
+
+
+async def _drain_all(http: Request, requests: list) -> list[tuple[str, int, str]]:
+    """Every choice run to the end in worker threads. If the client disconnects first, the requests
+    are cancelled (their drains then end within a decode step) and the reply goes nowhere; if this
+    task is cancelled (the server stopping), so are they."""
+    drains = asyncio.ensure_future(asyncio.gather(*(run_in_threadpool(_drain, r) for r in requests)))
+    gone = asyncio.ensure_future(_disconnected(http))
+    try:
+        await asyncio.wait({drains, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not drains.done():
+            for r in requests:
+                r.cancel()
+        return await drains
+    except asyncio.CancelledError:
+        for r in requests:
+            r.cancel()
+        raise
+    finally:
+        gone.cancel()
+
+
+async def _disconnected(http: Request) -> None:
+    """Return when the client has gone: the body is already read, so the next ASGI message is the
+    disconnect (waited for, not polled)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _sse(obj) -> str:

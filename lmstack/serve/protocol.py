@@ -1,15 +1,19 @@
 """The OpenAI wire format: request bodies (validated) and the error body every failure returns.
 
-Validation lives in the request models, so a bad parameter becomes a 400 with the parameter's name
-before anything reaches the engine. Parameters lmstack does not implement are refused when set to
-anything but their neutral value, rather than silently ignored.
+The request models validate the parameters, so a bad one becomes a 400 with the parameter's name
+before anything reaches the engine; chat messages are checked by the same validator as fine-tuning
+data (io/conversations.py), so the two cannot disagree about what a conversation is. Parameters
+lmstack does not implement are refused when set to anything but their neutral value, rather than
+silently ignored.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lmstack.io.conversations import Conversation, RecordError, validate_record
 
 
 class ApiError(Exception):
@@ -72,25 +76,11 @@ class _Sampling(BaseModel):
         return self
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict] | None = None
-    name: str | None = None
-    tool_calls: list[dict] | None = None
-    tool_call_id: str | None = None
-
-    def as_dict(self) -> dict:
-        d = self.model_dump(exclude_none=True)
-        if d["role"] == "developer":  # OpenAI's newer name for the system role
-            d["role"] = "system"
-        return d
-
-
 class ChatCompletionRequest(_Sampling):
-    messages: list[ChatMessage] = Field(min_length=1)
+    # only their JSON type here: messages and tools are checked by conversation() below
+    messages: list[Any]
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    tools: list[dict] | None = None
+    tools: list[Any] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     response_format: dict | None = None
@@ -122,6 +112,23 @@ class CompletionRequest(_Sampling):
         if isinstance(self.prompt, list) and not self.prompt:
             raise ValueError("prompt must not be empty")
         return self
+
+
+def conversation(req: ChatCompletionRequest) -> Conversation:
+    """The request's messages and tools, checked by the one validator of conversations (the rules SFT
+    data follows), after OpenAI's spellings are mapped onto it: fields sent as null are absent, and
+    "developer" is the system role. A bad one is a 400 naming it: `messages.N.field` for a field of
+    one message (invalid_value), `messages` for the order of the turns (invalid_messages)."""
+    msgs = [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in req.messages]
+    for m in msgs:
+        if isinstance(m, dict) and m.get("role") == "developer":  # OpenAI's newer name for the system role
+            m["role"] = "system"
+    try:
+        return validate_record({"messages": msgs, **({"tools": req.tools} if req.tools is not None else {})},
+                               require_assistant=False)
+    except RecordError as e:
+        code = "invalid_messages" if e.where == "messages" else "invalid_value"
+        raise ApiError(400, str(e), e.where or None, code) from None
 
 
 def validation_message(errors: list[dict]) -> tuple[str, str | None, str | None]:
