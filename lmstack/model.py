@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lmstack.checks import ConfigError, check_float, check_int
+
 
 @dataclass
 class ModelConfig:
@@ -34,15 +36,19 @@ class ModelConfig:
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
-        if self.ffn_dim <= 0:
+        for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "max_seq_len"):
+            check_int(name, getattr(self, name), 1)
+        check_int("ffn_dim", self.ffn_dim, 0)
+        for name in ("rope_theta", "rope_scaling", "norm_eps"):
+            check_float(name, getattr(self, name), 0, lo_open=True)
+        if self.ffn_dim == 0:
             self.ffn_dim = 32 * math.ceil(8 * self.dim / 3 / 32)
-        if self.dim % self.n_heads or self.n_heads % self.n_kv_heads:
-            raise ValueError(
-                f"dim {self.dim} must divide by n_heads {self.n_heads}, "
-                f"and n_heads by n_kv_heads {self.n_kv_heads}"
-            )
+        if self.dim % self.n_heads:
+            raise ConfigError(f"dim {self.dim} must divide by n_heads {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ConfigError(f"n_heads {self.n_heads} must divide by n_kv_heads {self.n_kv_heads}")
         if self.head_dim % 2:
-            raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
+            raise ConfigError(f"head_dim = dim / n_heads = {self.head_dim} must be even for RoPE")
 
     @property
     def head_dim(self) -> int:
@@ -71,7 +77,7 @@ PRESETS: dict[str, dict] = {
 
 def preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown model preset {name!r}; choose from {', '.join(PRESETS)}")
     return ModelConfig(**{**PRESETS[name], **overrides})
 
 

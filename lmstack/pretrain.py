@@ -6,22 +6,24 @@ ckpt.pt, metrics.jsonl and loss.png sit beside it, and `lmstack export` adds mod
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from lmstack.checks import ConfigError, check_float, check_int
 from lmstack.errors import LmstackError
-from lmstack.io.corpora import cache_dir, load_documents, split_documents
-from lmstack.io.shards import Batches, build_dataset
-from lmstack.io.tokenizer import Tokenizer, train_tokenizer
-from lmstack.model import Transformer, preset
+from lmstack.io.corpora import load_documents, split_documents
+from lmstack.io.files import read_json
+from lmstack.io.shards import Batches, cached_dataset
+from lmstack.io.tokenizer import SPECIAL_TOKENS, Tokenizer, train_tokenizer
+from lmstack.model import ModelConfig, Transformer, preset
 from lmstack.train import distributed
-from lmstack.train.loop import TrainConfig, TrainResult, train
+from lmstack.train.loop import TrainConfig, TrainResult, check_run_dir, resolve_device, train
 
-DATA_FORMAT_VERSION = 1
+MODEL_FIELDS = ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len", "rope_theta", "rope_scaling",
+                "norm_eps", "tie_embeddings")  # what model_overrides may set (the tokenizer sets vocab_size)
 
 
 @dataclass
@@ -32,6 +34,14 @@ class DataConfig:
     val_fraction: float = 0.05
     split_seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source:
+            raise ConfigError("data source must be a corpus name or a path/glob")
+        if self.tokenizer is None:  # a given tokenizer brings its own vocabulary
+            check_int("vocab_size", self.vocab_size, 256 + len(SPECIAL_TOKENS), 1 << 20)
+        check_float("val_fraction", self.val_fraction, 0, 1, lo_open=True, hi_open=True)
+        check_int("split_seed", self.split_seed, 0)
+
 
 @dataclass
 class PretrainConfig:
@@ -40,6 +50,15 @@ class PretrainConfig:
     preset: str = "small"
     model_overrides: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.model_overrides) - set(MODEL_FIELDS))
+        if unknown:
+            raise ConfigError(f"model_overrides: unknown {', '.join(unknown)}; known: {', '.join(MODEL_FIELDS)}")
+        self.model_config(vocab_size=self.data.vocab_size)  # the shape is checked now, before any data
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return preset(self.preset, vocab_size=vocab_size, **self.model_overrides)
 
 
 def prepare_data(dc: DataConfig, run_dir: Path, quiet: bool = False, reuse: bool = False,
@@ -63,20 +82,11 @@ def prepare_data(dc: DataConfig, run_dir: Path, quiet: bool = False, reuse: bool
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
         tok.save(tok_path)
-    key = hashlib.sha256(
-        json.dumps([DATA_FORMAT_VERSION, dc.source, dc.val_fraction, dc.split_seed,
-                    [(d.name, len(d.text)) for d in docs]]).encode() + tok.to_str().encode()
-    ).hexdigest()[:16]
-    data_dir = cache_dir() / "tokens" / key
-    if not (data_dir / "meta.json").exists():
-        if not quiet:
-            print(f"tokenizing {len(train_docs)} train / {len(val_docs)} val documents into {data_dir} ...")
-        build_dataset(train_docs, val_docs, tok, data_dir)
-    return tok, data_dir
+    return tok, cached_dataset(train_docs, val_docs, tok, quiet=quiet)
 
 
 def build_model(cfg: PretrainConfig, vocab_size: int) -> Transformer:
-    mc = preset(cfg.preset, vocab_size=vocab_size, **cfg.model_overrides)
+    mc = cfg.model_config(vocab_size)
     torch.manual_seed(cfg.train.seed)
     return Transformer(mc)
 
@@ -100,10 +110,13 @@ def sampler(tok: Tokenizer, prompt: str = "\n", n: int = 96, temperature: float 
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> TrainResult:
     run_dir = Path(cfg.out_dir)
     run_json = run_dir / "run.json"
+    check_run_dir(run_dir, resume, overwrite)
     if resume and run_json.exists():
-        saved = json.loads(run_json.read_text())
-        if saved["data"] != asdict(cfg.data):
-            raise LmstackError(f"{run_dir} was trained on different data settings: {saved['data']}")
+        saved = read_json(run_json, "run file")
+        if not isinstance(saved, dict) or saved.get("data") != asdict(cfg.data):
+            raise LmstackError(f"{run_dir} was trained on different data settings: "
+                               f"{saved.get('data') if isinstance(saved, dict) else saved!r}")
+    resolve_device(cfg.train.device)  # an absent device is an error now, not after tokenizing
     cluster = distributed.setup(cfg.train.device)  # under torchrun: rank 0 prepares, the others then read
     if cluster.is_main:
         tok, data_dir = prepare_data(cfg.data, run_dir, quiet=not progress, reuse=resume)
@@ -111,10 +124,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, o
     if not cluster.is_main:
         tok, data_dir = prepare_data(cfg.data, run_dir, quiet=True, reuse=True, write=False)
     model = build_model(cfg, tok.vocab_size)
-    if resume and not (run_dir / "ckpt.pt").exists():
-        raise LmstackError(f"--resume: no checkpoint in {run_dir}")
-    if not resume and (run_dir / "ckpt.pt").exists() and not overwrite:
-        raise LmstackError(f"{run_dir} already holds a checkpoint: use --resume, --overwrite or another --out")
     data = Batches(data_dir, model.config.max_seq_len, cfg.train.batch_size, seed=cfg.train.seed)
     if cluster.is_main:
         tmp = run_json.with_name("run.json.tmp")

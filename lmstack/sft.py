@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
+from lmstack.checks import ConfigError, check_float, check_int
 from lmstack.errors import LmstackError
 from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.conversations import Conversation, read_conversations
 from lmstack.io.packing import ConversationBatches
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.load import load_model
-from lmstack.train.loop import TrainConfig, TrainResult, train
+from lmstack.train.loop import TrainConfig, TrainResult, check_run_dir, resolve_device, train
 from lmstack.train.lora import LoRAConfig, apply_lora, merge_lora
 
 
@@ -41,6 +42,15 @@ class SFTConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=200, batch_size=16, lr=3e-4, warmup_steps=20, weight_decay=0.0, eval_every=50, eval_batches=4,
         ckpt_every=100, log_every=10))
+
+    def __post_init__(self) -> None:
+        for name in ("base", "data"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{name} must name a model or a file, got {getattr(self, name)!r}")
+        check_int("seq_len", self.seq_len, 0)
+        check_float("val_fraction", self.val_fraction, 0, 1, hi_open=True)
+        if self.lora is not None and not isinstance(self.lora, LoRAConfig):
+            raise ConfigError(f"lora must be a LoRAConfig or None, got {type(self.lora).__name__}")
 
 
 def resolve_data(data: str, val_data: str | None, val_fraction: float
@@ -75,12 +85,10 @@ def open_base(base: str) -> tuple[torch.nn.Module, Tokenizer, dict, str]:
 
 def sft(cfg: SFTConfig, progress: bool = True, overwrite: bool = False, resume: bool = False) -> TrainResult:
     run_dir = Path(cfg.out_dir)
-    if not resume and (run_dir / "ckpt.pt").exists() and not overwrite:
-        raise LmstackError(f"{run_dir} already holds a checkpoint: use --overwrite or another --out")
     if resume and cfg.lora:
         raise LmstackError("--resume is supported for full fine-tuning only (a LoRA run is merged when it stops)")
-    if resume and not (run_dir / "ckpt.pt").exists():
-        raise LmstackError(f"--resume: no checkpoint in {run_dir}")
+    check_run_dir(run_dir, resume, overwrite, resume_hint="--resume (full fine-tuning), ")
+    resolve_device(cfg.train.device)
     model, tok, info, base_path = open_base(cfg.base)
     template = tok.chat_template  # the base's own (GGUF, HF or run.json); lmstack's ChatML otherwise
     train_convs, val_convs, train_src, val_src = resolve_data(cfg.data, cfg.val_data, cfg.val_fraction)

@@ -29,14 +29,16 @@ class SamplingParams:
         """One clear line for each value that makes no sense."""
         if self.max_new_tokens < 0:
             raise LmstackError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise LmstackError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.temperature < float("inf"):  # NaN fails every comparison
+            raise LmstackError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.top_k < 0:
             raise LmstackError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise LmstackError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise LmstackError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if not 0 < self.repetition_penalty < float("inf"):
+            raise LmstackError(f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:  # what a torch.Generator takes
+            raise LmstackError(f"seed must be an integer in [0, 2^63), got {self.seed}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise LmstackError("stop strings must be non-empty strings")
 

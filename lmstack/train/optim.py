@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn as nn
 
+SCHEDULES = ("cosine", "linear", "constant")  # what follows the warmup
+
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
                    fused: bool = False) -> torch.optim.AdamW:
@@ -24,6 +26,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tupl
 
 def lr_at(step: int, total: int, lr: float, warmup: int, schedule: str, min_frac: float) -> float:
     """Linear warmup, then cosine or linear decay to min_frac * lr at the last step."""
+    if schedule not in SCHEDULES:  # checked before the first step, not only once warmup ends
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     if step < warmup:
         return lr * (step + 1) / warmup
     if schedule == "constant":
@@ -31,8 +35,6 @@ def lr_at(step: int, total: int, lr: float, warmup: int, schedule: str, min_frac
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     if schedule == "cosine":
         mult = 0.5 * (1 + math.cos(math.pi * progress))
-    elif schedule == "linear":
-        mult = 1 - progress
     else:
-        raise ValueError(f"unknown schedule {schedule!r}")
+        mult = 1 - progress
     return lr * (min_frac + (1 - min_frac) * mult)
