@@ -14,7 +14,7 @@ import codecs
 import functools
 import re
 
-from lmstack.io.tokenizer import Tokenizer, _bytes_to_unicode
+from lmstack.io.tokenizer import Tokenizer, bytes_to_unicode
 
 _BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
@@ -25,7 +25,7 @@ def token_bytes(tok: Tokenizer) -> tuple[tuple[bytes, ...], bool]:
     first leading space of a text (SentencePiece's dummy prefix)."""
     special = set(tok.special_ids.values())
     spm = getattr(tok, "kind", "bpe") == "spm"
-    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
     table = []
     for i, t in enumerate(tok.tokens()):
         if i in special:

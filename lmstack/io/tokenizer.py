@@ -194,7 +194,7 @@ class Tokenizer:
 
     def token_byte_lengths(self) -> np.ndarray:
         """Bytes of text each token stands for (0 for specials): the denominator of bits per byte."""
-        byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+        byte_of = {c: b for b, c in bytes_to_unicode().items()}
         special = set(self.special_ids.values())
         lengths = np.zeros(self.vocab_size, dtype=np.int64)
         for i, tok in enumerate(self.tokens()):
@@ -216,8 +216,9 @@ def _is_sentencepiece(desc: dict) -> bool:
     return model.get("type") == "BPE" and bool(model.get("byte_fallback"))
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table."""
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table (the characters byte-level BPE vocabularies spell
+    bytes with; the streaming detokenizer reads token bytes through it too)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     mapping, extra = {}, 0
     for b in range(256):
