@@ -14,12 +14,14 @@ import atexit
 import collections
 import itertools
 import queue
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import gguf
 import torch
 
 from lmstack.engine.forward import FastTransformer
@@ -50,6 +52,21 @@ class Completion:
     prompt_tokens: int
 
 
+KV_CACHE_MB = 2048  # default bound on the KV cache's memory; the memory used follows the tokens held
+
+
+def auto_quant(info: dict) -> str:
+    """The engine type nearest to how a GGUF file stores its weights (its `general.file_type`): 4 bits
+    or fewer (Q4_*, Q3_K, Q2_K, IQ4...) -> int4, 5 to 8 bits (Q5_*, Q6_K, Q8_0) -> int8, floats and
+    anything else (a training run, a Hugging Face checkpoint) -> none."""
+    try:
+        name = gguf.LlamaFileType(int(info.get("general.file_type"))).name
+    except (TypeError, ValueError):
+        return "none"
+    bits = re.search(r"Q(\d)", name)
+    return "none" if bits is None else "int4" if int(bits.group(1)) <= 4 else "int8"
+
+
 _END = object()
 _LIVE: weakref.WeakSet = weakref.WeakSet()  # engines whose scheduler thread may be running
 
@@ -72,6 +89,7 @@ class Request:
         self.id = next(self._ids)
         self.prompt, self.params, self.sampler, self.stream = prompt, params, sampler, stream
         self.stop_ids, self.limit = stop_ids, limit
+        self.reserve = len(prompt) + limit  # the most tokens it can hold in the KV cache
         self.token_ids: list[int] = []
         self.finish_reason: str | None = None
         self.cancelled = False
@@ -150,30 +168,40 @@ class Engine:
 
     def __init__(self, model: Transformer, tokenizer: Tokenizer, quant: str = "none", compile: bool = False,
                  threads: int | None = None, max_batch: int = 8, max_seq_len: int | None = None,
-                 chat_template: str | None = None):
-        self._start(lambda: (model, tokenizer, chat_template), quant, compile, threads, max_batch, max_seq_len)
+                 chat_template: str | None = None, kv_cache_mb: float = KV_CACHE_MB):
+        """quant="auto" is "none" here: the model's weights are already floats."""
+        self._start(lambda: (model, tokenizer, chat_template), "none" if quant == "auto" else quant, compile,
+                    threads, max_batch, max_seq_len, kv_cache_mb)
 
     @classmethod
-    def load(cls, path: str | Path, quant: str = "none", compile: bool = False, threads: int | None = None,
-             max_batch: int = 8, max_seq_len: int | None = None) -> Engine:
-        """From a GGUF file, a training run, a HF checkpoint directory or a model name."""
+    def load(cls, path: str | Path, quant: str = "auto", compile: bool = False, threads: int | None = None,
+             max_batch: int = 8, max_seq_len: int | None = None, kv_cache_mb: float = KV_CACHE_MB) -> Engine:
+        """From a GGUF file, a training run, a HF checkpoint directory or a model name. quant="auto"
+        runs a quantised file quantised (`auto_quant`); "none", "int8" or "int4" choose."""
         from lmstack.load import load_model
+
+        engine = cls.__new__(cls)
 
         def read():
             model, tok, info = load_model(path)
-            return model, tok, info.get("tokenizer.chat_template") if isinstance(info, dict) else None
+            info = info if isinstance(info, dict) else {}
+            if quant == "auto":
+                engine.quant = auto_quant(info)
+            return model, tok, info.get("tokenizer.chat_template")
 
-        engine = cls.__new__(cls)
-        engine._start(read, quant, compile, threads, max_batch, max_seq_len)
+        engine._start(read, quant, compile, threads, max_batch, max_seq_len, kv_cache_mb)
         return engine
 
     def _start(self, read: Callable, quant: str, compile: bool, threads: int | None, max_batch: int,
-               max_seq_len: int | None) -> None:
+               max_seq_len: int | None, kv_cache_mb: float) -> None:
         """Check the settings, then start the engine thread and wait until it has built the model."""
-        if quant not in QUANTS:
-            raise LmstackError(f"unknown quantisation {quant!r}; choose from {', '.join(QUANTS)}")
+        if quant not in QUANTS + ("auto",):
+            raise LmstackError(f"unknown quantisation {quant!r}; choose from auto, {', '.join(QUANTS)}")
         if max_batch < 1:
             raise LmstackError(f"max_batch must be >= 1, got {max_batch}")
+        if not 0 < kv_cache_mb < float("inf"):
+            raise LmstackError(f"kv_cache_mb must be > 0, got {kv_cache_mb}")
+        self.kv_cache_mb = kv_cache_mb
         if threads is not None:
             if threads < 1:
                 raise LmstackError(f"threads must be >= 1, got {threads}")
@@ -200,6 +228,7 @@ class Engine:
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None) or CHATML_TEMPLATE
         self.model = FastTransformer(model.eval(), self.quant, self.max_batch, max_seq_len)
         self.max_seq_len = self.model.max_seq_len
+        self.kv_budget_tokens = int(self.kv_cache_mb * 2**20) // self.model.cache.bytes_per_token
         self.default_stop_ids = set(getattr(tokenizer, "stop_ids", None) or {tokenizer.end_of_text_id})
         self._decode_one = self._decode_many = self.model.decode
         if self.compile:
@@ -215,12 +244,15 @@ class Engine:
             raise LmstackError("empty prompt: give at least one token")
         if len(prompt) >= self.max_seq_len:
             raise LmstackError(f"prompt of {len(prompt)} tokens does not fit the context of {self.max_seq_len}")
+        if len(prompt) >= self.kv_budget_tokens:
+            raise LmstackError(f"prompt of {len(prompt)} tokens does not fit the KV cache budget of "
+                               f"{self.kv_cache_mb:g} MB ({self.kv_budget_tokens} tokens); raise kv_cache_mb")
         vocab = self.model.config.vocab_size
         if min(prompt) < 0 or max(prompt) >= vocab:
             raise LmstackError(f"prompt has token ids outside the vocabulary (0..{vocab - 1})")
         stop_ids = set(params.stop_token_ids if params.stop_token_ids is not None else self.default_stop_ids)
         req = Request(prompt, params, Sampler(params, prompt, vocab), TextStream(self.tokenizer, params.stop),
-                      stop_ids, min(params.max_new_tokens, self.max_seq_len - len(prompt)))
+                      stop_ids, min(params.max_new_tokens, min(self.max_seq_len, self.kv_budget_tokens) - len(prompt)))
         with self._cv:
             if self._closed:
                 raise LmstackError("engine is closed")
@@ -273,8 +305,7 @@ class Engine:
                     self._cv.wait()
                 if self._closed and not self._pending and not self._running:
                     return
-                admit = [self._pending.popleft()
-                         for _ in range(min(len(self._pending), self.max_batch - len(self._running)))]
+                admit = self._admissible()
             try:
                 for r in admit:
                     self._prefill(r)
@@ -288,7 +319,21 @@ class Engine:
                         r.finish_reason = "error"
                         r._events.put(e)
                         r._events.put(_END)
+                for slot in range(len(self._running)):
+                    self.model.cache.release(slot, 0)
                 self._running = []
+
+    def _admissible(self) -> list[Request]:
+        """Take the pending requests that fit now, in order: each needs a free slot and room in the KV
+        cache budget for the most tokens it can reach; the first that does not fit waits (and those
+        behind it) until running ones end. One request alone always fits (submit limits it)."""
+        admit, used = [], sum(r.reserve for r in self._running)
+        while self._pending and len(self._running) + len(admit) < self.max_batch:
+            if used + self._pending[0].reserve > self.kv_budget_tokens:
+                break
+            admit.append(self._pending.popleft())
+            used += admit[-1].reserve
+        return admit
 
     def _prefill(self, r: Request) -> None:
         if r.cancelled or r.limit == 0:
@@ -345,6 +390,8 @@ class Engine:
                 b += 1
                 continue
             last = self._running.pop()
-            if b < len(self._running):
-                self.model.move_slot(len(self._running), b, last.pos)
+            free = len(self._running)  # the slot `last` was in
+            if b < free:
+                self.model.move_slot(free, b, last.pos)
                 self._running[b] = last
+            self.model.cache.release(free, 0)  # that slot's memory goes back to the OS

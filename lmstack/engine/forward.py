@@ -4,15 +4,16 @@ Same arithmetic as the model (the same RMSNorm, the same RoPE function, the same
 prefill), with three changes that only affect speed:
 - Q, K and V are one matrix, and so are the gate and up projections: five matrix products per
   layer instead of seven, which matters when each costs a few microseconds of call overhead;
-- a static KV cache, per layer a (slots, kv heads, context, head dim) tensor for K and one for V,
-  allocated once and zeroed lazily by the OS (pages cost memory only once a sequence reaches
-  them); one tensor per layer, not views of one big tensor, so that `torch.compile` updates them
-  in place instead of copying the whole cache;
+- a KV cache of fixed shape whose memory grows with the tokens held (`KVCache`): the shape never
+  changes, so `torch.compile` never recompiles for it, while the OS provides the memory page by
+  page as tokens are written and takes it back when a sequence ends;
 - decoding advances several sequences at once, each at its own position: sequence b lives in
   cache slot b, and attention masks out the positions beyond its length.
 """
 
 from __future__ import annotations
+
+import mmap
 
 import numpy as np
 import torch
@@ -58,10 +59,9 @@ class FastTransformer(nn.Module):
         self.embed = self.output if cfg.tie_embeddings else QLinear(model.tok_embeddings.weight, vocab_quant)
         cos, sin = rope_tables(cfg.head_dim, self.max_seq_len, cfg.rope_theta, getattr(cfg, "rope_scaling", 1.0))
         self.cos, self.sin = cos, sin
-        shape = (max_batch, cfg.n_kv_heads, self.max_seq_len, cfg.head_dim)
-        # numpy's zeros come from calloc: untouched pages stay unallocated (torch.zeros writes them all)
-        self.k_cache = [torch.from_numpy(np.zeros(shape, dtype=np.float32)) for _ in range(cfg.n_layers)]
-        self.v_cache = [torch.from_numpy(np.zeros(shape, dtype=np.float32)) for _ in range(cfg.n_layers)]
+        self.cache = KVCache(cfg.n_layers, max_batch, cfg.n_kv_heads, self.max_seq_len, cfg.head_dim,
+                             kv_dtype(quant))
+        self.k_cache, self.v_cache = self.cache.k, self.cache.v
 
     def weight_bytes(self) -> int:
         """Bytes of weights held (the tied embedding counted once)."""
@@ -85,8 +85,8 @@ class FastTransformer(nn.Module):
         for i, lay in enumerate(self.layers):
             q, k, v = self._split_qkv(lay.qkv(F.rms_norm(x, (x.shape[-1],), lay.attn_norm, self.eps)), 1, T)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            self.k_cache[i][slot, :, :T] = k[0]
-            self.v_cache[i][slot, :, :T] = v[0]
+            self.k_cache[i][slot, :, :T] = k[0].to(self.cache.dtype)
+            self.v_cache[i][slot, :, :T] = v[0].to(self.cache.dtype)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv != self.n_heads)
             x = self._ffn(lay, x + lay.wo(y.transpose(1, 2).reshape(1, T, -1)))
         x = x[0] if all_logits else x[0, -1]
@@ -124,14 +124,14 @@ class FastTransformer(nn.Module):
         qkv = lay.qkv(F.rms_norm(x, (x.shape[-1],), lay.attn_norm, lay.eps)).view(B, n_heads + 2 * n_kv, 1, hd)
         q, k = apply_rope(qkv[:, : n_heads + n_kv], cos, sin).split([n_heads, n_kv], dim=1)  # one call for both
         v = qkv[:, n_heads + n_kv:]
-        kc[slots, :, pos] = k[:, :, 0]
-        vc[slots, :, pos] = v[:, :, 0]
+        kc[slots, :, pos] = k[:, :, 0].to(kc.dtype)
+        vc[slots, :, pos] = v[:, :, 0].to(vc.dtype)
         # grouped-query attention without copying K/V: the query heads that share a KV head attend
         # as that many "positions" of one head. Written out, as for one query row this is cheaper
         # than the fused attention kernel's setup. Compiled, it is written as products and sums, which
         # Inductor fuses with the softmax into two loops; two matrix-product calls per layer cost
         # more than the arithmetic (0.5 ms of 9 per token on SmolLM2-135M).
-        q, k, v = q.reshape(B, n_kv, n_heads // n_kv, hd), kc[:B, :, :length], vc[:B, :, :length]
+        q, k, v = q.reshape(B, n_kv, n_heads // n_kv, hd), kc[:B, :, :length].float(), vc[:B, :, :length].float()
         if torch.compiler.is_compiling():
             scores = (q.unsqueeze(-2) * k.unsqueeze(2)).sum(-1) * hd**-0.5
             p = scores.masked_fill(hidden, float("-inf")).softmax(-1)
@@ -146,3 +146,69 @@ class FastTransformer(nn.Module):
         """Copy a sequence's cache from slot src to dst (keeps the running sequences in slots 0..B-1)."""
         for cache in self.k_cache + self.v_cache:
             cache[dst, :, :length] = cache[src, :, :length]
+        self.cache.release(dst, length)  # what the sequence that had dst wrote beyond `length`
+
+
+def kv_dtype(quant: str) -> torch.dtype:
+    """float16 for quantised models, half the memory of float32 and the type llama.cpp caches in;
+    their logits already move by far more than its rounding (about 5e-4 relative). Unquantised
+    models keep float32, so that the engine's logits stay within 1e-4 of the model's."""
+    return torch.float32 if quant == "none" else torch.float16
+
+
+class KVCache:
+    """K and V for every layer: per layer a (slots, kv heads, context, head dim) tensor for each,
+    of fixed shape, whose memory follows the tokens actually written.
+
+    Each tensor is its own anonymous private memory map, never given huge pages: the kernel
+    provides a 4 KB page when a token is first written to it (reads of pages never written see
+    the shared zero page, which costs nothing), and `release` hands pages back when a sequence
+    ends. numpy's zeros, used before, asked for transparent huge pages, and each (slot, KV head)
+    block of SmolLM2 is exactly 2 MB, so one token made 2 MB per block resident, 11.5 GB for 32
+    short requests, kept for good. One tensor per layer, not views of one big tensor, so that
+    `torch.compile` updates them in place instead of copying the whole cache."""
+
+    def __init__(self, n_layers: int, slots: int, n_kv: int, seq_len: int, head_dim: int, dtype: torch.dtype):
+        self.shape, self.dtype = (slots, n_kv, seq_len, head_dim), dtype
+        self.itemsize = torch.empty((), dtype=dtype).element_size()
+        self.bytes_per_token = 2 * n_layers * n_kv * head_dim * self.itemsize  # K and V, every layer
+        self._maps = [self._map() for _ in range(2 * n_layers)]
+        tensors = [torch.frombuffer(m, dtype=dtype).view(self.shape) for m in self._maps]
+        self.k, self.v = tensors[:n_layers], tensors[n_layers:]
+
+    def _map(self) -> mmap.mmap:
+        m = mmap.mmap(-1, max(1, int(np.prod(self.shape))) * self.itemsize,
+                      flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            m.madvise(mmap.MADV_NOHUGEPAGE)
+        return m
+
+    def release(self, slot: int, keep: int) -> None:
+        """Return the memory of positions keep.. of a slot to the OS (they read as zeros after). Only
+        whole pages inside the range go, so a neighbouring slot or head is never touched."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return  # the memory stays allocated (and is reused); the results do not depend on it
+        _, n_kv, seq_len, hd = self.shape
+        row = hd * self.itemsize
+        for m in self._maps:
+            for h in range(n_kv):
+                base = (slot * n_kv + h) * seq_len * row
+                start = -(-(base + keep * row) // mmap.PAGESIZE) * mmap.PAGESIZE
+                end = (base + seq_len * row) // mmap.PAGESIZE * mmap.PAGESIZE
+                if end > start:
+                    m.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+    def resident_bytes(self) -> int:
+        """Bytes of the cache in memory now, as the process's resident size counts them (Linux: pages
+        present and mapped only here, from /proc/self/pagemap; -1 elsewhere). Pages only read, never
+        written, are the kernel's shared zero page: present, but neither counted nor exclusive."""
+        try:
+            with open("/proc/self/pagemap", "rb") as f:
+                total = 0
+                for t in self.k + self.v:
+                    f.seek(t.data_ptr() // mmap.PAGESIZE * 8)
+                    entries = np.frombuffer(f.read(-(-t.numel() * self.itemsize // mmap.PAGESIZE) * 8), np.uint64)
+                    total += int(((entries >> np.uint64(63)) & (entries >> np.uint64(56)) & np.uint64(1)).sum())
+        except OSError:
+            return -1
+        return total * mmap.PAGESIZE

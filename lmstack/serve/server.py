@@ -19,9 +19,11 @@ def model_name(spec: str) -> tuple[str, str]:
     return (p.resolve().name if p.is_dir() else p.stem if p.suffix == ".gguf" else spec), spec
 
 
-def load_entries(specs: list[str], quant: str = "none", threads: int | None = None,
-                 max_batch: int = 32) -> list[ModelEntry]:
+def load_entries(specs: list[str], quant: str = "auto", threads: int | None = None, max_batch: int = 32,
+                 compile: bool = False, kv_cache_mb: float | None = None) -> list[ModelEntry]:
+    """One engine per model. quant="auto" runs each file as it is stored (a Q4_1 file as int4, ...)."""
     from lmstack.engine import Engine
+    from lmstack.engine.engine import KV_CACHE_MB
 
     entries, seen = [], set()
     for spec in specs:
@@ -29,16 +31,19 @@ def load_entries(specs: list[str], quant: str = "none", threads: int | None = No
         if name in seen:
             raise LmstackError(f"two models are called {name!r}: name them with NAME=PATH")
         seen.add(name)
-        entries.append(ModelEntry(name, Engine.load(path, quant=quant, threads=threads, max_batch=max_batch), path))
+        engine = Engine.load(path, quant=quant, compile=compile, threads=threads, max_batch=max_batch,
+                             kv_cache_mb=kv_cache_mb or KV_CACHE_MB)
+        entries.append(ModelEntry(name, engine, path))
     return entries
 
 
-def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: str = "none",
-          threads: int | None = None, max_batch: int = 32) -> None:
+def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: str = "auto",
+          threads: int | None = None, max_batch: int = 32, compile: bool = False,
+          kv_cache_mb: float | None = None) -> None:
     import uvicorn
 
-    entries = load_entries(specs, quant, threads, max_batch)
+    entries = load_entries(specs, quant, threads, max_batch, compile, kv_cache_mb)
     app = create_app(entries)
-    names = ", ".join(e.name for e in entries)
+    names = ", ".join(f"{e.name} ({e.engine.quant}{', compiled' if e.engine.compile else ''})" for e in entries)
     print(f"serving {names} at http://{host}:{port}/  (API: http://{host}:{port}/v1)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
