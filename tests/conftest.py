@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 
@@ -88,3 +89,19 @@ def trained_gguf(dataset, tokenizer, tmp_path_factory):
     train(model, Batches(dataset, 64, 8, seed=0), cfg, out, tokenizer.token_byte_lengths(), progress=False)
     model.eval()
     return model, export_gguf(model, tokenizer, out / "model.gguf")
+
+
+def counting_submits(monkeypatch, engine, n: int) -> tuple[list, threading.Event]:
+    """Record every request submitted to `engine` (by anyone: generate(), the server); the event is set
+    once `n` are in. With `engine.on_step` waiting on it, tests gate batching on events, not speed."""
+    submitted, all_in, plain = [], threading.Event(), engine.submit
+
+    def submit(*args, **kw):
+        r = plain(*args, **kw)
+        submitted.append(r)
+        if len(submitted) >= n:
+            all_in.set()
+        return r
+
+    monkeypatch.setattr(engine, "submit", submit)
+    return submitted, all_in

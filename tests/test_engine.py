@@ -14,7 +14,7 @@ from lmstack.engine.sampling import Sampler
 from lmstack.engine.stream import Detokenizer, TextStream
 from lmstack.errors import LmstackError
 from lmstack.model import Transformer
-from tests.conftest import tiny_config
+from tests.conftest import counting_submits, tiny_config
 
 GREEDY = dict(temperature=0.0, stop_token_ids=[])
 
@@ -80,17 +80,27 @@ def test_prefill_and_decode_logits_match_model(model, engine, tokenizer):
 
 def test_batched_generation_equals_one_at_a_time(engine, tokenizer):
     """Different prompt lengths and limits: sequences finish at different steps and the survivors
-    move between cache slots; nothing may change in anyone's tokens."""
+    move between cache slots; nothing may change in anyone's tokens. The first decode step is held
+    until all three are submitted, so they do run batched."""
     ps = prompts(tokenizer)
     params = [SamplingParams(max_new_tokens=n, **GREEDY) for n in (20, 7, 13)]
     sampled = [SamplingParams(max_new_tokens=15, temperature=0.9, top_k=40, seed=s, stop_token_ids=[])
                for s in (1, 2, 3)]
     for plist in (params, sampled):
         solo = [engine.generate([p], sp)[0] for p, sp in zip(ps, plist, strict=True)]
-        together = engine.generate(ps, plist)
+        steps = []
+        with pytest.MonkeyPatch.context() as mp:
+            submitted, all_in = counting_submits(mp, engine, len(ps))
+
+            def on_step(ids, gate=all_in, seen=steps):
+                gate.wait(timeout=30)
+                seen.append(set(ids))
+
+            mp.setattr(engine, "on_step", on_step)
+            together = engine.generate(ps, plist)
         assert [c.token_ids for c in together] == [c.token_ids for c in solo]
         assert [c.text for c in together] == [c.text for c in solo]
-    assert engine.stats["decode_steps"] > 0
+        assert {r.id for r in submitted} in steps  # all three advanced in one forward pass
 
 
 def test_kv_cache_reused_after_other_sequences(model, engine, tokenizer):

@@ -11,6 +11,7 @@ import pytest
 from lmstack.engine import Engine, SamplingParams
 from lmstack.io.conversations import encode_chat
 from lmstack.serve import create_app
+from tests.conftest import counting_submits
 from tests.serve_fixtures import running_server, tiny_run
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "the king speaks"}]
@@ -81,21 +82,6 @@ def test_completions_n_seed_and_stop(server, client, tokenizer):
         model="tiny", prompt="the king", max_tokens=12, temperature=0, stream=True) if c.choices)
     assert streamed == ref
     assert client.completions.create(model="tiny", prompt="x", max_tokens=3, echo=True).choices[0].text.startswith("x")
-
-
-def counting_submits(monkeypatch, eng, n: int) -> tuple[list, threading.Event]:
-    """Record every request the server submits to `eng`; the event is set once `n` have been submitted."""
-    submitted, all_in, orig = [], threading.Event(), eng.submit
-
-    def submit(*args, **kw):
-        r = orig(*args, **kw)
-        submitted.append(r)
-        if len(submitted) >= n:
-            all_in.set()
-        return r
-
-    monkeypatch.setattr(eng, "submit", submit)
-    return submitted, all_in
 
 
 def test_concurrent_streams_all_finish_batched_together(server, client, monkeypatch):
