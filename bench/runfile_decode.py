@@ -29,7 +29,7 @@ def main() -> None:
 
     rm = runfile.load(a.gguf)
     prompt = rm.tokenizer.encode(a.prompt)
-    n = min(a.new_tokens, rm.config.ctx_len - len(prompt))
+    n = min(a.new_tokens, rm.config.max_seq_len - len(prompt))
     rf = []
     with threadpool_limits(1, "blas"):  # as `python lmstack/run.py` runs: one BLAS thread for batch-1 decode
         for _ in range(a.repeats):

@@ -25,11 +25,12 @@ import argparse
 import codecs
 import functools
 import itertools
+import math
 import re
 import struct
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ import numpy as np
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)  # version 1 used 32-bit lengths and is long obsolete
+MAX_CONTEXT = 1 << 22  # positions a file may declare (Llama files reach 4M); the package refuses more too
 # metadata value type id -> struct format (8 = string and 9 = array are handled separately)
 _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
                    10: "<Q", 11: "<q", 12: "<d"}
@@ -63,7 +65,9 @@ class _Reader:
         start = self.take(n := self.scalar("<Q"))
         return bytes(self.buf[start:start + n]).decode("utf-8", errors="replace")
 
-    def value(self, vtype: int, key: str):
+    def value(self, vtype: int, key: str, depth: int = 0):
+        if depth > 8:
+            raise ValueError(f"metadata {key!r} nests arrays more than 8 deep")
         if vtype in _SCALAR_FORMATS:
             return self.scalar(_SCALAR_FORMATS[vtype])
         if vtype == 8:
@@ -73,7 +77,9 @@ class _Reader:
             if etype in _SCALAR_FORMATS:  # numeric arrays (token types, scores) in one numpy read
                 dt = np.dtype(_SCALAR_FORMATS[etype])
                 return np.frombuffer(self.buf, dt, count, self.take(count * dt.itemsize)).tolist()
-            return [self.value(etype, key) for _ in range(count)]
+            if count * 8 > self.size - self.pos:  # each string or array takes 8 bytes or more
+                raise ValueError(f"truncated file: array {key!r} claims {count} elements")
+            return [self.value(etype, key, depth + 1) for _ in range(count)]
         raise ValueError(f"unknown metadata value type {vtype} for key {key!r}")
 
 
@@ -162,11 +168,15 @@ def read_gguf_header(path: str) -> tuple[int, dict, dict[str, TensorInfo], np.nd
     metadata = {}
     for _ in range(n_kv):
         key = r.string()
+        if key in metadata:
+            raise ValueError(f"metadata key {key!r} appears twice")
         metadata[key] = r.value(r.scalar("<I"), key)
     raw_infos = []
     for _ in range(n_tensors):
         name = r.string()
-        ne = [r.scalar("<Q") for _ in range(r.scalar("<I"))]  # dims fastest-varying first
+        if not 1 <= (n_dims := r.scalar("<I")) <= 4:
+            raise ValueError(f"tensor {name!r} has {n_dims} dimensions (1 to 4 allowed)")
+        ne = [r.scalar("<Q") for _ in range(n_dims)]  # dims fastest-varying first
         raw_infos.append((name, ne, r.scalar("<I"), r.scalar("<Q")))
     alignment = metadata.get("general.alignment", 32)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
@@ -177,10 +187,10 @@ def read_gguf_header(path: str) -> tuple[int, dict, dict[str, TensorInfo], np.nd
         if ggml_type not in GGML_TYPES:
             raise ValueError(f"tensor {name!r} has unknown ggml type id {ggml_type}")
         type_name, block, block_bytes, _ = GGML_TYPES[ggml_type]
-        n = int(np.prod(ne, dtype=np.int64))
-        if ne and ne[0] % block:
-            raise ValueError(f"tensor {name!r}: row length {ne[0]} is not a multiple of the {type_name} "
-                             f"block size {block}")
+        n = math.prod(ne)  # Python integers: a crafted shape cannot overflow
+        if name in tensors or min(ne) < 1 or ne[0] % block:
+            raise ValueError(f"tensor {name!r} appears twice, or its shape {ne} has an empty dimension or a row "
+                             f"length that is not a multiple of the {type_name} block size {block}")
         nbytes = n // block * block_bytes
         if data_start + offset + nbytes > size:
             raise ValueError(f"tensor {name!r} data (offset {offset}, {nbytes} bytes) runs past the end of "
@@ -189,20 +199,21 @@ def read_gguf_header(path: str) -> tuple[int, dict, dict[str, TensorInfo], np.nd
     return version, metadata, tensors, buf
 
 
-def dequantize(buf: np.ndarray, info: TensorInfo) -> np.ndarray:
-    """Decode one tensor's bytes into a float32 array of its numpy shape."""
-    type_name, _, block_bytes, fn = GGML_TYPES[info.ggml_type]
+def dequantize(buf: np.ndarray, info: TensorInfo, out: "np.ndarray | None" = None, chunk: int = 1 << 20) -> np.ndarray:
+    """Decode one tensor's bytes into a float32 array of its numpy shape: into `out` (C-contiguous, e.g.
+    rows of a stacked matrix) when given, so loading holds one float32 copy of the weights; `chunk`
+    values at a time, which bounds the integer temporaries of the block formats."""
+    type_name, block, block_bytes, fn = GGML_TYPES[info.ggml_type]
     if fn is None:
         raise ValueError(f"tensor {info.name!r} has type {type_name}, which this runner cannot dequantise "
                          f"(supported: {', '.join(t[0] for t in GGML_TYPES.values() if t[3])})")
-    blocks = np.asarray(buf[info.offset:info.offset + info.nbytes]).reshape(-1, block_bytes)
-    return fn(blocks).astype(np.float32, copy=False).reshape(info.shape)
-
-
-def read_gguf(path: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """Whole file as (metadata, {tensor name: float32 array}); weights are used unquantised."""
-    _, metadata, infos, buf = read_gguf_header(path)
-    return metadata, {name: dequantize(buf, info) for name, info in infos.items()}
+    out = np.empty(info.shape, np.float32) if out is None else out
+    assert out.shape == info.shape and out.flags.c_contiguous
+    flat, blocks = out.reshape(-1), np.asarray(buf[info.offset:info.offset + info.nbytes]).reshape(-1, block_bytes)
+    step = max(1, chunk // block)
+    for i in range(0, len(blocks), step):
+        flat[i * block:(i + step) * block] = fn(blocks[i:i + step]).reshape(-1)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,11 +315,25 @@ def split_llama3(text: str, max_digits: int = 3) -> list[str]:
     return pieces
 
 
-# tokenizer.ggml.pre name -> splitter, with the other names llama.cpp gives the same regexes
+def split_default(text: str) -> list[str]:
+    """llama.cpp's split for files that name no pre-tokenizer (or `default`): runs of punctuation and
+    $+<=>^~|, then GPT-2's split, then runs of digits, then groups of three ASCII digits."""
+    def isolate(pieces: list[str], match: Callable[[str], bool]) -> list[str]:  # cut around runs of match()
+        return ["".join(run) for p in pieces for _, run in itertools.groupby(p, match)]
+    pieces = isolate([text], lambda c: unicodedata.category(c)[0] == "P" or c in "$+<=>^~|")
+    pieces = isolate([q for p in pieces for q in split_gpt2(p)], lambda c: _char_class(c) == "N")
+    return [q for p in pieces for q in re.split("([0-9]{3})", p) if q]  # groups of three cut out
+
+
+# tokenizer.ggml.pre name -> splitter, with the other names llama.cpp gives the same regexes; the
+# package's io/tokenizer.py holds the same table as regexes (a test keeps the two equal)
 PRE_TOKENIZERS = {**dict.fromkeys(("gpt2", "gpt-2", "phi-2", "mpt", "olmo"), split_gpt2),
-                  **dict.fromkeys(("smollm", "starcoder", "refact", "command-r", "codeshell"), split_smollm),
-                  **dict.fromkeys(("llama-bpe", "llama3", "llama-v3", "dbrx", "smaug-bpe"), split_llama3),
-                  **dict.fromkeys(("qwen2", "stablelm2"), functools.partial(split_llama3, max_digits=1))}
+                  **dict.fromkeys(("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone"), split_smollm),
+                  **dict.fromkeys(("llama-bpe", "llama3", "llama-v3", "dbrx", "smaug-bpe", "falcon3"), split_llama3),
+                  **dict.fromkeys(("qwen2", "stablelm2"), functools.partial(split_llama3, max_digits=1)),
+                  "default": split_default}
+WHOLE_WORDS = {"llama-bpe", "llama3", "llama-v3", "falcon3"}  # a pre-token that is an entry is taken whole
+DEFAULT_PRE = "default"  # what llama.cpp splits with when a byte-level file names no pre-tokenizer
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE = 1, 2, 3, 4, 6
 
 
@@ -321,12 +346,17 @@ class Tokenizer:
         if kind not in ("gpt2", "llama"):
             raise ValueError(f"unsupported tokenizer model {kind!r} (supported: 'gpt2' byte-level BPE, 'llama' "
                              "SentencePiece)")
-        pre = metadata.get("tokenizer.ggml.pre", "gpt2") if kind == "gpt2" else "gpt2"
+        pre = metadata.get("tokenizer.ggml.pre") or DEFAULT_PRE if kind == "gpt2" else DEFAULT_PRE
         if pre not in PRE_TOKENIZERS:
             raise ValueError(f"unsupported pre-tokenizer {pre!r} (supported: {', '.join(PRE_TOKENIZERS)})")
-        self.split, self.whole_words = PRE_TOKENIZERS[pre], pre in ("llama-bpe", "llama3", "llama-v3")
-        self.tokens: list[str] = metadata["tokenizer.ggml.tokens"]
+        self.split, self.whole_words = PRE_TOKENIZERS[pre], pre in WHOLE_WORDS
+        self.tokens: list[str] = metadata.get("tokenizer.ggml.tokens") or []
         self.types: list[int] = metadata.get("tokenizer.ggml.token_type", [NORMAL] * len(self.tokens))
+        ids = [metadata.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "eot", "padding", "unknown")]
+        if not (self.tokens and isinstance(self.tokens, list) and all(isinstance(t, str) for t in self.tokens)
+                and isinstance(self.types, list) and len(self.types) == len(self.tokens)
+                and all(type(i) is int and 0 <= i < len(self.tokens) for i in ids if i is not None)):
+            raise ValueError("tokenizer.ggml.tokens, token_type and the special ids do not make a vocabulary")
         self.spm = kind == "llama"  # SentencePiece: '\u2581' for spaces, merges by score, <0xNN> byte tokens
         self.scores = metadata.get("tokenizer.ggml.scores") or [0.0] * len(self.tokens)
         self.space_prefix = self.spm and metadata.get("tokenizer.ggml.add_space_prefix", True)
@@ -437,18 +467,20 @@ class Tokenizer:
 
 @dataclass
 class Config:
-    dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    ff_dim: int
-    vocab_size: int
-    ctx_len: int
-    rope_base: float
-    rope_dim: int
-    rope_scale: float  # linear RoPE scaling: positions are divided by it
-    norm_eps: float
+    """The hyperparameters, named as the package's ModelConfig names them (GGUF key in brackets)."""
+    dim: int  # width of the residual stream (embedding_length)
+    n_layers: int  # (block_count)
+    n_heads: int  # query heads (attention.head_count)
+    n_kv_heads: int  # key/value heads, each shared by n_heads / n_kv_heads query heads (head_count_kv)
+    head_dim: int  # (attention.key_length, else dim / n_heads)
+    ffn_dim: int  # hidden width of the SwiGLU MLP (feed_forward_length)
+    vocab_size: int  # rows of token_embd
+    max_seq_len: int  # positions the model was trained for (context_length)
+    rope_theta: float  # RoPE base frequency (rope.freq_base)
+    rope_dim: int  # leading dims of each head that RoPE rotates (rope.dimension_count)
+    rope_scaling: float  # linear RoPE scaling: positions are divided by it (rope.scaling.factor)
+    norm_eps: float  # (attention.layer_norm_rms_epsilon)
+    tie_embeddings: bool  # no output.weight: the embedding matrix is the output layer too
 
 
 def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
@@ -467,38 +499,30 @@ def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
 
 
 class Model:
-    """Weights plus a KV cache; forward() advances one position, forward_many() a whole chunk."""
+    """Weights plus a KV cache; forward() advances one position, forward_many() a whole chunk.
+    `weight(name, out=None)` decodes one tensor (into `out` when given) to float32."""
 
-    def __init__(self, config: Config, tensors: dict[str, np.ndarray], tokenizer: "Tokenizer | None",
+    def __init__(self, config: Config, weight: Callable[..., np.ndarray], tokenizer: "Tokenizer | None",
                  metadata: "dict | None" = None) -> None:
         c, self.config, self.tokenizer, self.metadata = config, config, tokenizer, metadata or {}
-        qd, kvd = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+        shapes = tensor_shapes(c)  # load() has checked them against the file
 
-        def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
-            if name not in tensors:
-                raise ValueError(f"missing tensor {name!r}")
-            if tensors[name].shape != shape:
-                raise ValueError(f"tensor {name!r} has shape {tensors[name].shape}, expected {shape}")
-            return tensors[name]
+        def stack(*names: str) -> np.ndarray:  # matrices one above the other (one matmul), decoded into place
+            rows = np.cumsum([0] + [shapes[n][0] for n in names])
+            out = np.empty((rows[-1], c.dim), np.float32)
+            for name, a, b in zip(names, rows, rows[1:], strict=False):
+                weight(name, out[a:b])
+            return out
 
-        self.tok_embd = get("token_embd.weight", (c.vocab_size, c.dim))
-        self.out_norm = get("output_norm.weight", (c.dim,))
-        tied = "output.weight" not in tensors  # small models often reuse the embedding as output layer
-        self.w_out = self.tok_embd if tied else get("output.weight", (c.vocab_size, c.dim))
-        self.layers = []  # q,k,v and gate,up are stacked so that each group is a single matmul
-        for i in range(c.n_layers):
-            p = f"blk.{i}."
-            self.layers.append(dict(
-                attn_norm=get(p + "attn_norm.weight", (c.dim,)),
-                wqkv=np.concatenate([get(p + "attn_q.weight", (qd, c.dim)),
-                                     get(p + "attn_k.weight", (kvd, c.dim)),
-                                     get(p + "attn_v.weight", (kvd, c.dim))]),
-                wo=get(p + "attn_output.weight", (c.dim, qd)),
-                ffn_norm=get(p + "ffn_norm.weight", (c.dim,)),
-                w_gate_up=np.concatenate([get(p + "ffn_gate.weight", (c.ff_dim, c.dim)),
-                                          get(p + "ffn_up.weight", (c.ff_dim, c.dim))]),
-                w_down=get(p + "ffn_down.weight", (c.dim, c.ff_dim))))
-        self.inv_freq = c.rope_base ** (-np.arange(0, c.rope_dim, 2, dtype=np.float64) / c.rope_dim)
+        self.tok_embd, self.out_norm = weight("token_embd.weight"), weight("output_norm.weight")
+        self.w_out = self.tok_embd if c.tie_embeddings else weight("output.weight")  # (vocab, dim)
+        self.layers = [dict(  # shapes in tensor_shapes()
+            attn_norm=weight(p + "attn_norm.weight"), wo=weight(p + "attn_output.weight"),
+            wqkv=stack(p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),
+            ffn_norm=weight(p + "ffn_norm.weight"), w_down=weight(p + "ffn_down.weight"),
+            w_gate_up=stack(p + "ffn_gate.weight", p + "ffn_up.weight"))
+            for p in (f"blk.{i}." for i in range(c.n_layers))]
+        self.inv_freq = c.rope_theta ** (-np.arange(0, c.rope_dim, 2, dtype=np.float64) / c.rope_dim)
         self.reset()
 
     def reset(self) -> None:
@@ -511,7 +535,7 @@ class Model:
     def _reserve(self, n: int) -> None:
         have = self.k_cache.shape[2]
         if n > have:
-            new = min(self.config.ctx_len, max(n, 2 * have, 256))
+            new = min(self.config.max_seq_len, max(n, 2 * have, 256))
             grow = [(0, 0), (0, 0), (0, new - have), (0, 0)]
             self.k_cache, self.v_cache = np.pad(self.k_cache, grow), np.pad(self.v_cache, grow)
 
@@ -522,12 +546,12 @@ class Model:
     def forward_many(self, tokens: Sequence[int], pos: int) -> np.ndarray:
         """Logits (T, vocab) for T consecutive tokens starting at position pos (causal prefill)."""
         c, T, end = self.config, len(tokens), pos + len(tokens)
-        if end > c.ctx_len:
-            raise ValueError(f"position {end - 1} is past the context length {c.ctx_len}")
+        if end > c.max_seq_len:
+            raise ValueError(f"position {end - 1} is past the context length {c.max_seq_len}")
         self._reserve(end)
         H, KV, hd = c.n_heads, c.n_kv_heads, c.head_dim
         g, qd, kvd = H // KV, H * hd, KV * hd
-        angles = np.arange(pos, end, dtype=np.float64)[:, None] / c.rope_scale * self.inv_freq
+        angles = np.arange(pos, end, dtype=np.float64)[:, None] / c.rope_scaling * self.inv_freq
         cos = np.cos(angles).astype(np.float32)[:, None, :]
         sin = np.sin(angles).astype(np.float32)[:, None, :]
         mask = np.triu(np.full((T, end), -np.inf, np.float32), k=pos + 1)  # query t sees keys <= pos+t
@@ -548,50 +572,88 @@ class Model:
             attn = (probs @ values).transpose(2, 0, 1, 3).reshape(T, qd)
             x = x + attn @ w["wo"].T
             gate_up = rmsnorm(x, w["ffn_norm"], c.norm_eps) @ w["w_gate_up"].T
-            gate, up = gate_up[:, :c.ff_dim], gate_up[:, c.ff_dim:]
+            gate, up = gate_up[:, :c.ffn_dim], gate_up[:, c.ffn_dim:]
             silu = gate * (0.5 + 0.5 * np.tanh(0.5 * gate))  # x*sigmoid(x) without exp overflow
             x = x + (silu * up) @ w["w_down"].T
         return rmsnorm(x, self.out_norm, c.norm_eps) @ self.w_out.T
 
 
+def read_config(metadata: dict, infos: dict[str, TensorInfo]) -> Config:
+    """The hyperparameters, each checked (a whole number in range, a finite positive number) before
+    anything is allocated, so a crafted file fails in one line instead of exhausting memory."""
+    def value(key: str, default=None, hi: float = math.inf, whole: bool = True):
+        v = metadata.get(f"llama.{key}", default)
+        if v is None:
+            raise ValueError(f"missing metadata key 'llama.{key}'")
+        if isinstance(v, bool) or not isinstance(v, int if whole else int | float) or v > hi or \
+                not (v >= 1 if whole else 0 < v < math.inf):
+            raise ValueError(f"llama.{key} = {str(v)[:40]} must be " +
+                             (f"a whole number from 1 to {hi}" if whole else "a finite number above 0"))
+        return v if whole else float(v)
+
+    if "token_embd.weight" not in infos or len(infos["token_embd.weight"].shape) != 2:
+        raise ValueError("missing tensor 'token_embd.weight' (a matrix)")
+    dim = value("embedding_length")
+    n_heads = value("attention.head_count", hi=dim)
+    n_kv_heads = value("attention.head_count_kv", n_heads, hi=n_heads)
+    if n_heads % n_kv_heads or ("llama.attention.key_length" not in metadata and dim % n_heads):
+        raise ValueError(f"inconsistent attention: embedding_length {dim}, head_count {n_heads}, head_count_kv "
+                         f"{n_kv_heads} (each must divide the one before)")
+    head_dim = value("attention.key_length", dim // n_heads, hi=dim)
+    rope_dim = value("rope.dimension_count", head_dim, hi=head_dim)
+    scaling = metadata.get("llama.rope.scaling.type", "linear" if "llama.rope.scale_linear" in metadata else "none")
+    rope_scaling = 1.0
+    if scaling != "none":  # a factor of 0 means none given (older converters wrote rope.scale_linear)
+        given = metadata.get("llama.rope.scaling.factor") not in (None, 0, 0.0)
+        rope_scaling = value("rope.scaling.factor" if given else "rope.scale_linear", 1.0, whole=False)
+    if (scaling != "linear" and rope_scaling != 1.0) or "rope_freqs.weight" in infos or rope_dim % 2:
+        raise ValueError(f"unsupported rope: scaling {scaling!r} (only linear), rope_freqs or an odd dimension")
+    return Config(
+        dim=dim, n_layers=value("block_count", hi=len(infos)), n_heads=n_heads, n_kv_heads=n_kv_heads,
+        head_dim=head_dim, ffn_dim=value("feed_forward_length"), vocab_size=infos["token_embd.weight"].shape[0],
+        max_seq_len=value("context_length", hi=MAX_CONTEXT), rope_theta=value("rope.freq_base", 1e4, whole=False),
+        rope_dim=rope_dim, rope_scaling=rope_scaling,
+        norm_eps=value("attention.layer_norm_rms_epsilon", 1e-5, whole=False),
+        tie_embeddings="output.weight" not in infos)
+
+
+def tensor_shapes(c: Config) -> dict[str, tuple[int, ...]]:
+    """Every tensor the config implies, with its numpy shape (rows, columns): weights are applied as x @ W.T."""
+    qd, kvd = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+    shapes = {"token_embd.weight": (c.vocab_size, c.dim), "output_norm.weight": (c.dim,)}
+    shapes |= {} if c.tie_embeddings else {"output.weight": (c.vocab_size, c.dim)}
+    layer = {"attn_norm": (c.dim,), "attn_q": (qd, c.dim), "attn_k": (kvd, c.dim), "attn_v": (kvd, c.dim),
+             "attn_output": (c.dim, qd), "ffn_norm": (c.dim,), "ffn_gate": (c.ffn_dim, c.dim),
+             "ffn_up": (c.ffn_dim, c.dim), "ffn_down": (c.dim, c.ffn_dim)}
+    for i in range(c.n_layers):
+        shapes |= {f"blk.{i}.{name}.weight": shape for name, shape in layer.items()}
+    return shapes
+
+
 def load(path: str) -> Model:
-    """Read a llama GGUF file into a ready Model (weights dequantised to float32 once, here)."""
+    """Read a llama GGUF file into a ready Model: the metadata is checked against the tensors, then
+    each tensor is dequantised to float32 once, straight into the array the model keeps."""
     _, metadata, infos, buf = read_gguf_header(path)
     arch = metadata.get("general.architecture")
     if arch != "llama":
         raise ValueError(f"unsupported architecture {arch!r} (only 'llama')")
-    need = 4 * sum(int(np.prod(t.shape)) for t in infos.values())
+    config = read_config(metadata, infos)
+    want = tensor_shapes(config)
+    for name, shape in want.items():
+        if name not in infos or infos[name].shape != shape:
+            have = f"has shape {infos[name].shape}" if name in infos else "is missing"
+            raise ValueError(f"tensor {name!r} {have}; the metadata implies {shape}")
+    if extra := sorted(set(infos) - set(want)):
+        raise ValueError(f"unexpected tensor {extra[0]!r} for this llama config")
+    need = 4 * sum(math.prod(t.shape) for t in infos.values())
     have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if need > have:
         raise ValueError(f"the weights need {need / 1e9:.1f} GB as float32 but this machine has {have / 1e9:.1f} GB "
                          "of memory (the file itself is memory-mapped)")
-    tensors = {name: dequantize(buf, info) for name, info in infos.items()}
-
-    def meta(key: str, default=None):
-        value = metadata.get(f"llama.{key}", default)
-        if value is None:
-            raise ValueError(f"missing metadata key 'llama.{key}'")
-        return value
-
-    dim, n_heads = meta("embedding_length"), meta("attention.head_count")
-    scaling = meta("rope.scaling.type", "linear" if "llama.rope.scale_linear" in metadata else "none")
-    rope_scale = float(meta("rope.scaling.factor", 0) or meta("rope.scale_linear", 1.0)) if scaling != "none" else 1.0
-    if scaling not in ("none", "linear") or "rope_freqs.weight" in tensors:
-        raise ValueError(f"unsupported rope scaling {scaling!r} (only linear)")
-    head_dim = meta("attention.key_length", dim // n_heads)
-    if "token_embd.weight" not in tensors:
-        raise ValueError("missing tensor 'token_embd.weight'")
-    config = Config(
-        dim=dim, n_layers=meta("block_count"), n_heads=n_heads,
-        n_kv_heads=meta("attention.head_count_kv", n_heads), head_dim=head_dim,
-        ff_dim=meta("feed_forward_length"), vocab_size=tensors["token_embd.weight"].shape[0],
-        ctx_len=meta("context_length"), rope_base=float(meta("rope.freq_base", 10000.0)),
-        rope_dim=meta("rope.dimension_count", head_dim), rope_scale=rope_scale,
-        norm_eps=float(meta("attention.layer_norm_rms_epsilon", 1e-5)))
-    if config.n_heads % config.n_kv_heads or config.rope_dim % 2 or config.rope_dim > head_dim:
-        raise ValueError(f"inconsistent attention hyperparameters: {config}")
     tokenizer = Tokenizer(metadata) if "tokenizer.ggml.model" in metadata else None
-    return Model(config, tensors, tokenizer, metadata)
+    if tokenizer and len(tokenizer.tokens) > config.vocab_size:  # ids past the embedding cannot be embedded
+        raise ValueError(f"the tokenizer has {len(tokenizer.tokens)} tokens but token_embd {config.vocab_size} rows")
+    return Model(config, lambda name, out=None: dequantize(buf, infos[name], out), tokenizer, metadata)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -621,11 +683,9 @@ def generate(model: Model, prompt_ids: Sequence[int], max_new_tokens: int, tempe
              stop_ids: "set[int] | None" = None) -> Iterator[int]:
     """Yield new token ids until max_new_tokens, a stop token (not yielded), or the context is full.
     Starts from an empty cache, so every call with the same arguments yields the same tokens."""
-    ctx = model.config.ctx_len
-    if not prompt_ids:
-        raise ValueError("the prompt is empty")
-    if len(prompt_ids) >= ctx:
-        raise ValueError(f"the prompt has {len(prompt_ids)} tokens but the context length is {ctx}")
+    ctx = model.config.max_seq_len
+    if not 0 < len(prompt_ids) < ctx:
+        raise ValueError(f"the prompt has {len(prompt_ids)} tokens; the context length {ctx} allows 1 to {ctx - 1}")
     if stop_ids is None:
         stop_ids = model.tokenizer.stop_ids if model.tokenizer else set()
     rng = np.random.default_rng(seed)
@@ -664,7 +724,7 @@ def chat(model: Model, args: argparse.Namespace, stats: list[float]) -> None:
     template = model.metadata.get("tokenizer.chat_template")
     if not template:
         raise ValueError("--chat needs a chat template, but the file has no tokenizer.chat_template")
-    if "<|im_start|>" not in template:
+    if not isinstance(template, str) or "<|im_start|>" not in template:
         raise ValueError("--chat supports only ChatML chat templates (<|im_start|>), and this one is not")
     tok = model.tokenizer
     start, end = tok.special_id("<|im_start|>"), tok.special_id("<|im_end|>")
@@ -695,14 +755,18 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     ap = argparse.ArgumentParser(description="Generate text from a llama GGUF model with numpy.")
     ap.add_argument("model", help="path to a .gguf file")
     ap.add_argument("prompt", nargs="?", default="", help="prompt text (first user message with --chat)")
-    ap.add_argument("-n", type=int, default=256, help="maximum new tokens (per reply with --chat)")
-    ap.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    ap.add_argument("--top-k", type=int, default=40, help="0 disables")
-    ap.add_argument("--top-p", type=float, default=0.95, help="1 disables")
+    ap.add_argument("-n", type=int, default=256, help="maximum new tokens, >= 0 (per reply with --chat)")
+    ap.add_argument("--temperature", type=float, default=0.8, help=">= 0; 0 means greedy")
+    ap.add_argument("--top-k", type=int, default=40, help=">= 0; 0 disables")
+    ap.add_argument("--top-p", type=float, default=0.95, help="in (0, 1]; 1 disables")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chat", action="store_true", help="interactive ChatML conversation on stdin")
     ap.add_argument("--system", default="", help="system message for --chat")
     args = ap.parse_args(argv)
+    for bad, flag in ((args.n < 0, "-n"), (not 0 <= args.temperature < math.inf, "--temperature"),
+                      (args.top_k < 0, "--top-k"), (not 0 < args.top_p <= 1, "--top-p")):
+        if bad:
+            ap.error(f"{flag} is out of range (see --help)")
     stats = [0, 0.0]
     try:
         model = load(args.model)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
-from gguf import GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize as reference
 
@@ -15,6 +14,7 @@ from lmstack.errors import LmstackError
 from lmstack.io import gguf_file
 from lmstack.io.gguf_file import raw_tensors, read_gguf
 from lmstack.model import Transformer
+from tests.gguf_helpers import write_gguf
 
 # byte offsets, in each block, of the fp16 scales that random bytes must not turn into inf or NaN
 F16_FIELDS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q2_K": [80, 82],
@@ -72,16 +72,10 @@ LAYOUT = {
 def write_model(path, layout=LAYOUT, arch="llama", **meta) -> dict[str, np.ndarray]:
     """Write the file; return the reference float32 value of every tensor."""
     rng = np.random.default_rng(0)
-    w = GGUFWriter(str(path), arch)
     hp = {"context_length": 64, "embedding_length": DIM, "block_count": 2, "feed_forward_length": FFN,
           "attention.head_count": HEADS, "attention.head_count_kv": KV, "rope.freq_base": 5000.0,
           "attention.layer_norm_rms_epsilon": 1e-6, **meta}
-    for key, value in hp.items():
-        if isinstance(value, str):
-            w.add_string(f"{arch}.{key}", value)
-        else:
-            (w.add_float32 if isinstance(value, float) else w.add_uint32)(f"{arch}.{key}", value)
-    expect = {}
+    expect, tensors = {}, {}
     for name, (qtype, rows, cols) in layout.items():
         data = random_tensor(qtype, rows, cols, rng)
         if name.endswith("norm.weight"):  # norms near 1, like trained ones
@@ -89,14 +83,8 @@ def write_model(path, layout=LAYOUT, arch="llama", **meta) -> dict[str, np.ndarr
             qtype = "F32"
         expect[name] = reference(data, Q[qtype]).reshape(rows, cols).squeeze(0) if rows == 1 else \
             reference(data, Q[qtype]).reshape(rows, cols)
-        if qtype in ("F32", "F16"):
-            w.add_tensor(name, data)
-        else:
-            w.add_tensor(name, data, raw_shape=data.shape, raw_dtype=Q[qtype])
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+        tensors[name] = data if qtype in ("F32", "F16") else (data, Q[qtype])
+    write_gguf(path, tensors, hp, arch)
     return expect
 
 

@@ -19,6 +19,7 @@ from lmstack.io.gguf_file import export_gguf, read_gguf, tokenizer_from_gguf
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.model import Transformer
 from tests.conftest import make_play, tiny_config
+from tests.gguf_helpers import write_gguf
 
 TEXTS = [
     "Hello world! It's a fine day, isn't it? I'LL go; WE'RE here. They'd've done it.",
@@ -127,22 +128,18 @@ def _spm_file(path, hf: HFTokenizer) -> dict:
     vocab = sorted(hf.get_vocab().items(), key=lambda kv: kv[1])
     tokens = [t for t, _ in vocab]
     types = [2 if t == "<unk>" else 3 if t in ("<s>", "</s>") else 6 if t.startswith("<0x") else 1 for t in tokens]
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores([-float(i) for i in range(len(tokens))])  # merge order: the earlier, the better
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    for key, value in (("context_length", 32), ("embedding_length", 8), ("block_count", 1), ("feed_forward_length", 8),
-                       ("attention.head_count", 2), ("attention.layer_norm_rms_epsilon", 1e-5)):
-        (w.add_float32 if isinstance(value, float) else w.add_uint32)(f"llama.{key}", value)
-    w.add_tensor("token_embd.weight", np.zeros((len(tokens), 8), np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+
+    def add_vocabulary(w: gguf.GGUFWriter) -> None:
+        w.add_tokenizer_model("llama")
+        w.add_token_list(tokens)
+        w.add_token_scores([-float(i) for i in range(len(tokens))])  # merge order: the earlier, the better
+        w.add_token_types(types)
+        w.add_bos_token_id(1)
+        w.add_eos_token_id(2)
+        w.add_unk_token_id(0)
+    hparams = {"context_length": 32, "embedding_length": 8, "block_count": 1, "feed_forward_length": 8,
+               "attention.head_count": 2, "attention.layer_norm_rms_epsilon": 1e-5}
+    write_gguf(path, {"token_embd.weight": np.zeros((len(tokens), 8), np.float32)}, hparams, setup=add_vocabulary)
     return run.read_gguf_header(str(path))[1]
 
 
@@ -210,3 +207,38 @@ def test_unknown_tokenizer_model_is_one_clear_error():
         tokenizer_from_gguf({"tokenizer.ggml.model": "t5", "tokenizer.ggml.tokens": ["a"]})
     with pytest.raises(LmstackError, match="no tokenizer vocabulary"):
         tokenizer_from_gguf({"tokenizer.ggml.model": "gpt2"})
+
+
+# ----------------------------------------------------------------------------------- the two tables
+SPLIT_TEXTS = TEXTS + [
+    "$5+3<=>^~|x ¿qué? «quoted» a--b (x)[y]{z} 1,234.5% #tag @me",
+    "12345678 1234 ١٢٣٤٥ 12a345b6789",
+    "".join(chr(c) for c in range(0x21, 0x3000) if unicodedata.category(chr(c))[0] in "PS"),
+]
+
+
+def _pieces(pre_tokenizer, text: str) -> list[str]:
+    """The pieces an HF pre-tokenizer that ends in ByteLevel gives, as text again."""
+    return [bytes(run._U2B[c] for c in p).decode("utf-8") for p, _ in pre_tokenizer.pre_tokenize_str(text)]
+
+
+def test_the_run_file_and_the_package_know_the_same_pre_tokenizers():
+    from lmstack.io.tokenizer import DEFAULT_PRE, IGNORE_MERGES, PRE_TOKENIZERS, byte_level_pre_tokenizer
+
+    assert sorted(run.PRE_TOKENIZERS) == sorted(PRE_TOKENIZERS)  # every name in each is in the other
+    assert run.WHOLE_WORDS == IGNORE_MERGES and run.DEFAULT_PRE == DEFAULT_PRE == "default"
+    for name in PRE_TOKENIZERS:  # and each name splits alike: the run file's scanner, the package's regexes
+        hf = byte_level_pre_tokenizer(name)
+        for text in SPLIT_TEXTS:
+            assert run.PRE_TOKENIZERS[name](text) == _pieces(hf, text), (name, text[:40])
+
+
+def test_a_file_naming_no_pre_tokenizer_is_split_as_llama_cpp_does_in_both():
+    meta = _byte_level_meta(_byte_level_reference("gpt-2"), "gpt-2")
+    del meta["tokenizer.ggml.pre"]
+    ours, runner = tokenizer_from_gguf(meta), run.Tokenizer(meta)
+    assert ours.gguf_pre == "default" and runner.split is run.split_default
+    for text in SPLIT_TEXTS:
+        assert runner.encode(text) == ours.encode(text), text[:40]
+    assert run.split_default("x=1234567;") == ["x", "=", "123", "456", "7", ";"]
+    assert run.split_gpt2("x=1234567;") == ["x", "=", "1234567", ";"]  # so the default is not GPT-2's split

@@ -16,6 +16,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from lmstack import run
+from tests.gguf_helpers import llama_tensors, write_gguf
 
 RUN_PY = Path(run.__file__)
 Q = gguf.GGMLQuantizationType
@@ -69,31 +70,25 @@ def add_tokenizer(w: gguf.GGUFWriter, tok: Tokenizer, chat_template: "str | None
         w.add_chat_template(chat_template)
 
 
-def finish(w: gguf.GGUFWriter) -> None:
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+def read_all(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The whole file as the run file reads it: (metadata, {tensor name: float32 array})."""
+    _, meta, infos, buf = run.read_gguf_header(str(path))
+    return meta, {name: run.dequantize(buf, info) for name, info in infos.items()}
 
 
 # ---------------------------------------------------------------------------------------------- GGUF
 
 def test_dequantisation_matches_gguf_reference(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    arrays, expected, originals = {}, {}, {}
-    w = gguf.GGUFWriter(tmp_path / "q.gguf", "llama")
+    tensors, expected, originals = {}, {}, {}
     for name, qtype in [("q8", Q.Q8_0), ("q4_0", Q.Q4_0), ("q4_1", Q.Q4_1), ("bf16", Q.BF16)]:
         arr = originals[name] = rng.standard_normal((4, 64)).astype(np.float32)
-        raw = gguf.quants.quantize(arr, qtype)
-        w.add_tensor(name, raw, raw_dtype=qtype)
-        expected[name] = gguf.quants.dequantize(raw, qtype)
-    arrays["f32"] = rng.standard_normal((3, 5, 32)).astype(np.float32)
-    arrays["f16"] = rng.standard_normal((6, 10)).astype(np.float16)
-    for name, arr in arrays.items():
-        w.add_tensor(name, arr)
-        expected[name] = arr.astype(np.float32)
-    finish(w)
-    _, tensors = run.read_gguf(str(tmp_path / "q.gguf"))
+        tensors[name] = (gguf.quants.quantize(arr, qtype), qtype)
+        expected[name] = gguf.quants.dequantize(tensors[name][0], qtype)
+    tensors["f32"] = rng.standard_normal((3, 5, 32)).astype(np.float32)
+    tensors["f16"] = rng.standard_normal((6, 10)).astype(np.float16)
+    expected |= {name: tensors[name].astype(np.float32) for name in ("f32", "f16")}
+    _, tensors = read_all(write_gguf(tmp_path / "q.gguf", tensors))
     assert set(tensors) == set(expected)
     for name, ref in expected.items():
         assert tensors[name].dtype == np.float32 and tensors[name].shape == ref.shape, name
@@ -103,8 +98,7 @@ def test_dequantisation_matches_gguf_reference(tmp_path: Path) -> None:
         assert 0 < np.abs(tensors[name] - originals[name]).max() < tol, name
 
 
-def test_metadata_of_all_value_types(tmp_path: Path) -> None:
-    w = gguf.GGUFWriter(tmp_path / "m.gguf", "llama")
+def all_value_types(w: gguf.GGUFWriter) -> None:
     w.add_custom_alignment(64)
     w.add_uint8("u8", 200)
     w.add_int8("i8", -100)
@@ -122,9 +116,11 @@ def test_metadata_of_all_value_types(tmp_path: Path) -> None:
     w.add_array("floats", [0.5, -2.0])
     w.add_array("strs", ["a", "", "日本"])
     w.add_array("nested", [[1, 2], [3]])
-    w.add_tensor("t", np.arange(96, dtype=np.float32).reshape(3, 32))
-    finish(w)
-    version, meta, infos, _ = run.read_gguf_header(str(tmp_path / "m.gguf"))
+
+
+def test_metadata_of_all_value_types(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "m.gguf", {"t": np.arange(96, dtype=np.float32).reshape(3, 32)}, setup=all_value_types)
+    version, meta, infos, _ = run.read_gguf_header(str(path))
     assert version == 3
     assert meta["general.architecture"] == "llama" and meta["general.alignment"] == 64
     assert (meta["u8"], meta["i8"], meta["u16"], meta["i16"]) == (200, -100, 60000, -30000)
@@ -135,17 +131,13 @@ def test_metadata_of_all_value_types(tmp_path: Path) -> None:
     assert meta["ints"] == [1, 2, 3] and meta["floats"] == [0.5, -2.0] and meta["strs"] == ["a", "", "日本"]
     assert meta["nested"] == [[1, 2], [3]]
     assert infos["t"].shape == (3, 32) and infos["t"].offset % 64 == 0
-    _, tensors = run.read_gguf(str(tmp_path / "m.gguf"))
+    _, tensors = read_all(path)
     np.testing.assert_array_equal(tensors["t"], np.arange(96, dtype=np.float32).reshape(3, 32))
 
 
 def small_file(path: Path) -> bytes:
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_string("general.name", "tiny")
-    w.add_tensor("weight.a", np.ones((2, 32), np.float32))
-    w.add_tensor("weight.b", np.ones((4, 32), np.float32))
-    finish(w)
-    return path.read_bytes()
+    tensors = {"weight.a": np.ones((2, 32), np.float32), "weight.b": np.ones((4, 32), np.float32)}
+    return write_gguf(path, tensors, setup=lambda w: w.add_string("general.name", "tiny")).read_bytes()
 
 
 def patch_tensor_info(data: bytes, name: str, *, ggml_type: "int | None" = None,
@@ -177,11 +169,11 @@ def patch_tensor_info(data: bytes, name: str, *, ggml_type: "int | None" = None,
 ])
 def test_corrupt_files_raise_clear_errors(tmp_path: Path, corrupt, message: str) -> None:
     good = small_file(tmp_path / "good.gguf")
-    run.read_gguf(str(tmp_path / "good.gguf"))  # the intact file is fine
+    read_all(tmp_path / "good.gguf")  # the intact file is fine
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(corrupt(good))
     with pytest.raises(ValueError, match=message) as err:
-        run.read_gguf(str(bad))
+        read_all(bad)
     assert "\n" not in str(err.value)
 
 
@@ -202,10 +194,7 @@ def test_script_reports_one_error_line(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tok_pair(hf_tok: Tokenizer, tmp_path_factory: pytest.TempPathFactory) -> tuple[Tokenizer, run.Tokenizer]:
     path = tmp_path_factory.mktemp("tok") / "tok.gguf"
-    w = gguf.GGUFWriter(path, "llama")
-    add_tokenizer(w, hf_tok)
-    finish(w)
-    meta, _ = run.read_gguf(str(path))
+    meta, _ = read_all(write_gguf(path, {}, setup=lambda w: add_tokenizer(w, hf_tok)))
     return hf_tok, run.Tokenizer(meta)
 
 
@@ -269,51 +258,23 @@ def test_unsupported_tokenizers_are_rejected(tok_pair) -> None:
 DIM, LAYERS, HEADS, KV_HEADS, FF, CTX = 64, 2, 4, 2, 128, 48
 
 
-def tiny_weights(vocab: int, seed: int, tied: bool) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    hd = DIM // HEADS
-    lin = lambda o, i: (rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
-    norm = lambda: (1 + 0.1 * rng.standard_normal(DIM)).astype(np.float32)
-    w = {"token_embd.weight": rng.standard_normal((vocab, DIM)).astype(np.float32),
-         "output_norm.weight": norm()}
-    if not tied:
-        w["output.weight"] = lin(vocab, DIM)
-    for i in range(LAYERS):
-        p = f"blk.{i}."
-        w |= {p + "attn_norm.weight": norm(), p + "attn_q.weight": lin(HEADS * hd, DIM),
-              p + "attn_k.weight": lin(KV_HEADS * hd, DIM), p + "attn_v.weight": lin(KV_HEADS * hd, DIM),
-              p + "attn_output.weight": lin(DIM, HEADS * hd), p + "ffn_norm.weight": norm(),
-              p + "ffn_gate.weight": lin(FF, DIM), p + "ffn_up.weight": lin(FF, DIM),
-              p + "ffn_down.weight": lin(DIM, FF)}
-    return w
-
-
 def write_model(path: Path, hf_tok: Tokenizer, *, seed: int = 0, tied: bool = False, q8: bool = False,
-                rope_base: float = 10000.0, chat_template: "str | None" = None) -> dict[str, np.ndarray]:
+                rope_theta: float = 10000.0, chat_template: "str | None" = None) -> dict[str, np.ndarray]:
     """Write a tiny llama GGUF; return the float32 weights it really holds (after any quantisation)."""
-    weights = tiny_weights(hf_tok.get_vocab_size(), seed, tied)
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_context_length(CTX)
-    w.add_embedding_length(DIM)
-    w.add_block_count(LAYERS)
-    w.add_feed_forward_length(FF)
-    w.add_head_count(HEADS)
-    w.add_head_count_kv(KV_HEADS)
-    w.add_rope_freq_base(rope_base)
-    w.add_layer_norm_rms_eps(1e-5)
-    add_tokenizer(w, hf_tok, chat_template)
+    weights = llama_tensors(DIM, LAYERS, HEADS, KV_HEADS, FF, hf_tok.get_vocab_size(), tied=tied, seed=seed)
+    tensors = dict(weights)
     for name, arr in weights.items():
         if q8 and arr.ndim == 2:
-            raw = gguf.quants.quantize(arr, Q.Q8_0)
-            w.add_tensor(name, raw, raw_dtype=Q.Q8_0)
-            weights[name] = gguf.quants.dequantize(raw, Q.Q8_0)
-        else:
-            w.add_tensor(name, arr)
-    finish(w)
+            tensors[name] = (gguf.quants.quantize(arr, Q.Q8_0), Q.Q8_0)
+            weights[name] = gguf.quants.dequantize(tensors[name][0], Q.Q8_0)
+    hparams = {"context_length": CTX, "embedding_length": DIM, "block_count": LAYERS, "feed_forward_length": FF,
+               "attention.head_count": HEADS, "attention.head_count_kv": KV_HEADS, "rope.freq_base": rope_theta,
+               "attention.layer_norm_rms_epsilon": 1e-5}
+    write_gguf(path, tensors, hparams, setup=lambda w: add_tokenizer(w, hf_tok, chat_template))
     return weights
 
 
-def torch_reference(w: dict[str, np.ndarray], tokens: list[int], rope_base: float) -> np.ndarray:
+def torch_reference(w: dict[str, np.ndarray], tokens: list[int], rope_theta: float) -> np.ndarray:
     """Full-sequence causal forward pass in float64, written as directly as possible."""
     t = {k: torch.tensor(v, dtype=torch.float64) for k, v in w.items()}
     hd, T = DIM // HEADS, len(tokens)
@@ -322,7 +283,7 @@ def torch_reference(w: dict[str, np.ndarray], tokens: list[int], rope_base: floa
         return x / torch.sqrt((x * x).mean(-1, keepdim=True) + 1e-5) * weight
 
     def rope(x: torch.Tensor) -> torch.Tensor:  # x: (T, heads, hd); rotate pairs (2i, 2i+1)
-        theta = rope_base ** (-torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+        theta = rope_theta ** (-torch.arange(0, hd, 2, dtype=torch.float64) / hd)
         ang = torch.arange(T, dtype=torch.float64)[:, None] * theta  # (T, hd/2)
         cos, sin = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
         a, b = x[..., 0::2], x[..., 1::2]
@@ -347,18 +308,18 @@ def torch_reference(w: dict[str, np.ndarray], tokens: list[int], rope_base: floa
     return (rmsnorm(x, t["output_norm.weight"]) @ out.T).numpy()
 
 
-@pytest.mark.parametrize("tied, q8, rope_base", [(False, False, 10000.0), (True, True, 500000.0)])
+@pytest.mark.parametrize("tied, q8, rope_theta", [(False, False, 10000.0), (True, True, 500000.0)])
 def test_kv_cached_forward_matches_torch(hf_tok, tmp_path: Path, tied: bool, q8: bool,
-                                         rope_base: float) -> None:
-    weights = write_model(tmp_path / "m.gguf", hf_tok, tied=tied, q8=q8, rope_base=rope_base)
+                                         rope_theta: float) -> None:
+    weights = write_model(tmp_path / "m.gguf", hf_tok, tied=tied, q8=q8, rope_theta=rope_theta)
     model = run.load(str(tmp_path / "m.gguf"))
     c = model.config
-    got = (c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.ff_dim, c.ctx_len)
+    got = (c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.ffn_dim, c.max_seq_len)
     assert got == (DIM, LAYERS, HEADS, KV_HEADS, FF, CTX)
-    assert c.vocab_size == hf_tok.get_vocab_size() and c.rope_base == rope_base and c.head_dim == DIM // HEADS
+    assert c.vocab_size == hf_tok.get_vocab_size() and c.rope_theta == rope_theta and c.head_dim == DIM // HEADS
     tokens = hf_tok.encode(PROSE).ids[:CTX]
     assert len(tokens) == CTX
-    ref = torch_reference(weights, tokens, rope_base)
+    ref = torch_reference(weights, tokens, rope_theta)
     model.reset()
     for pos, tok in enumerate(tokens):
         logits = model.forward(tok, pos)

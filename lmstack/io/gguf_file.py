@@ -14,6 +14,7 @@ other than linear (YaRN, Llama 3.1 frequency factors), and weights that would no
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from lmstack.errors import LmstackError
-from lmstack.io.tokenizer import IGNORE_MERGES, Tokenizer, byte_level_pre_tokenizer
+from lmstack.io.tokenizer import DEFAULT_PRE, IGNORE_MERGES, Tokenizer, byte_level_pre_tokenizer
 from lmstack.model import ModelConfig
 
 DTYPES = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
@@ -197,6 +198,98 @@ def _check_header(path: Path) -> None:
     (version,) = struct.unpack("<I", head[4:8])
     if version not in (2, 3):
         raise LmstackError(f"{path}: unsupported GGUF version {version} (supported: 2, 3)")
+    _scan_header(path)
+
+
+# bytes of each GGUF metadata scalar type (8 = string and 9 = array are walked); ggml allows 4 dimensions
+_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+MAX_DIMS, MAX_NESTING = 4, 8
+
+
+class _Cursor:
+    """Reads the header of a memory-mapped file, every length checked against the bytes that are left."""
+
+    def __init__(self, buf: np.ndarray) -> None:
+        self.buf, self.pos = buf, 0
+
+    def take(self, n: int, what: str) -> int:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise ValueError(f"{what} needs {n} bytes at offset {self.pos}, past the end of the file")
+        self.pos += n
+        return self.pos - n
+
+    def u(self, fmt: str, what: str) -> int:
+        return struct.unpack_from(fmt, self.buf, self.take(struct.calcsize(fmt), what))[0]
+
+    def skip_value(self, vtype: int, key: str, depth: int = 0) -> None:
+        if depth > MAX_NESTING:
+            raise ValueError(f"{key!r} nests arrays more than {MAX_NESTING} deep")
+        if vtype in _SCALAR_BYTES:
+            self.take(_SCALAR_BYTES[vtype], key)
+        elif vtype == 8:
+            self.take(self.u("<Q", key), key)
+        elif vtype == 9:
+            etype, count = self.u("<I", key), self.u("<Q", key)
+            if etype in _SCALAR_BYTES:
+                self.take(count * _SCALAR_BYTES[etype], f"array {key!r} of {count} values")
+                return
+            if count * 8 > len(self.buf) - self.pos:  # every string or array takes at least 8 bytes
+                raise ValueError(f"array {key!r} claims {count} elements, more than the file holds")
+            for _ in range(count):
+                self.skip_value(etype, key, depth + 1)
+        else:
+            raise ValueError(f"unknown metadata value type {vtype} for {key!r}")
+
+
+def _scan_header(path: Path) -> None:
+    """Walk the header before the `gguf` package reads it: its reader trusts every count (an array that
+    claims 2^61 elements takes minutes and gigabytes to fail), so here each count and size is bounded
+    by the bytes the file has, and every tensor's data must lie inside the file."""
+    buf = np.memmap(path, np.uint8, "r").view(np.ndarray)  # plain slices: the memmap subclass is slow
+    c = _Cursor(buf)
+    try:
+        c.take(8, "header")
+        n_tensors, n_kv = c.u("<Q", "tensor count"), c.u("<Q", "metadata count")
+        if n_kv * 12 > len(buf) or n_tensors * 24 > len(buf):  # the smallest entry of each
+            raise ValueError(f"header claims {n_kv} metadata entries and {n_tensors} tensors, more than the "
+                             f"file holds")
+        alignment = 32
+        for _ in range(n_kv):
+            key = bytes(buf[c.take(c.u("<Q", "key"), "key"):c.pos]).decode("utf-8", errors="replace")
+            vtype = c.u("<I", key)
+            if key == "general.alignment" and vtype in (4, 5):
+                alignment = c.u("<I" if vtype == 4 else "<i", key)
+            else:
+                c.skip_value(vtype, key)
+        if alignment <= 0 or alignment & (alignment - 1):
+            raise ValueError(f"general.alignment must be a power of two, not {alignment}")
+        infos = []
+        for _ in range(n_tensors):
+            name = bytes(buf[c.take(c.u("<Q", "tensor name"), "tensor name"):c.pos]).decode("utf-8", "replace")
+            n_dims = c.u("<I", name)
+            if not 1 <= n_dims <= MAX_DIMS:
+                raise ValueError(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+            dims = [c.u("<Q", name) for _ in range(n_dims)]
+            infos.append((name, dims, c.u("<I", name), c.u("<Q", name)))
+    except ValueError as e:
+        raise LmstackError(f"{path}: corrupt or truncated GGUF file ({e})") from None
+    start = -(-c.pos // alignment) * alignment
+    for name, dims, type_id, offset in infos:
+        _check_tensor_extent(path, name, dims, type_id, start + offset, len(buf))
+
+
+def _check_tensor_extent(path: Path, name: str, dims: list[int], type_id: int, at: int, size: int) -> None:
+    try:
+        block, block_bytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(type_id)]
+    except (ValueError, KeyError):
+        raise LmstackError(f"{path}: tensor {name!r} has unknown or unsupported tensor type id {type_id}") from None
+    if min(dims) < 1 or dims[0] % block:
+        raise LmstackError(f"{path}: tensor {name!r} has shape {dims}: every dimension must be positive and "
+                           f"rows a multiple of {block}")
+    nbytes = math.prod(dims) // block * block_bytes  # Python integers: no overflow
+    if at + nbytes > size:
+        raise LmstackError(f"{path}: tensor {name!r} ({nbytes} bytes at offset {at}) runs past the end of the "
+                           f"file ({size} bytes; truncated?)")
 
 
 def _field_value(field: gguf.ReaderField):
@@ -268,50 +361,135 @@ def _open(path: Path) -> tuple[gguf.GGUFReader, dict]:
     return reader, meta
 
 
-def _config(path: Path, meta: dict, vocab_size: int, tied: bool) -> ModelConfig:
-    def m(key, default=None):
+# Positions a file may declare: Llama-family files go up to 4M (2^22); more is a corrupt or hostile file,
+# and the RoPE table a model builds grows with it. run.py refuses the same.
+MAX_CONTEXT = 1 << 22
+
+
+def _show(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _hyperparameters(path: Path, meta: dict):
+    """Readers of `llama.*` values that refuse, in one line, a missing key, a wrong type or a value out of range."""
+    def get(key, default):
         v = meta.get(f"llama.{key}", default)
         if v is None:
             raise LmstackError(f"{path}: missing metadata llama.{key}")
         return v
 
-    dim, n_heads = int(m("embedding_length")), int(m("attention.head_count"))
+    def count(key: str, default: int | None = None, hi: int | None = None) -> int:
+        v = get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1 or (hi is not None and v > hi):
+            raise LmstackError(f"{path}: llama.{key} = {_show(v)} must be a whole number from 1 to {hi or 'any'}")
+        return v
+
+    def number(key: str, default: float) -> float:
+        v = get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
+            raise LmstackError(f"{path}: llama.{key} = {_show(v)} must be a finite number above 0")
+        return _f32(v)
+
+    return get, count, number
+
+
+def _config(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]]) -> ModelConfig:
+    """The ModelConfig the metadata describes, every value checked (positive, bounded, consistent)
+    before anything is allocated; `shapes` (tensor name -> shape) gives the vocabulary and whether
+    the output matrix is tied."""
+    get, count, number = _hyperparameters(path, meta)
+    emb = shapes.get("token_embd.weight")
+    if emb is None or len(emb) != 2:
+        raise LmstackError(f"{path}: no token_embd.weight matrix")
+    dim = count("embedding_length")
+    n_heads = count("attention.head_count", hi=dim)
+    if dim % n_heads:
+        raise LmstackError(f"{path}: llama.embedding_length {dim} is not a multiple of llama.attention.head_count "
+                           f"{n_heads}")
     head_dim = dim // n_heads
+    n_kv_heads = count("attention.head_count_kv", n_heads, hi=n_heads)
+    if n_heads % n_kv_heads:
+        raise LmstackError(f"{path}: llama.attention.head_count {n_heads} is not a multiple of "
+                           f"llama.attention.head_count_kv {n_kv_heads}")
     for key in ("attention.key_length", "attention.value_length", "rope.dimension_count"):
-        if int(m(key, head_dim)) != head_dim:
-            raise LmstackError(f"{path}: llama.{key} = {m(key)} differs from embedding_length / head_count = "
+        if count(key, head_dim) != head_dim:
+            raise LmstackError(f"{path}: llama.{key} = {get(key, 0)} differs from embedding_length / head_count = "
                                f"{head_dim}, which this model does not support")
-    kind = str(m("rope.scaling.type", "linear" if "llama.rope.scale_linear" in meta else "none"))
-    factor = float(m("rope.scaling.factor", 0.0) or m("rope.scale_linear", 1.0)) if kind != "none" else 1.0
+    n_layers = count("block_count", hi=len(shapes))  # each layer has tensors of its own
+    kind = str(get("rope.scaling.type", "linear" if "llama.rope.scale_linear" in meta else "none"))
+    factor = 1.0
+    if kind != "none":  # a factor of 0 means none given (older converters wrote rope.scale_linear)
+        given = meta.get("llama.rope.scaling.factor") not in (None, 0, 0.0)
+        factor = number("rope.scaling.factor", 0.0) if given else number("rope.scale_linear", 1.0)
     if kind != "linear" and factor != 1.0:
         raise LmstackError(f"{path}: rope scaling {kind!r} is not supported (supported: linear)")
     try:
         return ModelConfig(
-            vocab_size=vocab_size, dim=dim, n_layers=int(m("block_count")),
-            n_heads=n_heads, n_kv_heads=int(m("attention.head_count_kv", n_heads)),
-            ffn_dim=int(m("feed_forward_length")), max_seq_len=int(m("context_length")),
-            rope_theta=_f32(m("rope.freq_base", 10000.0)), rope_scaling=_f32(factor),
-            norm_eps=_f32(m("attention.layer_norm_rms_epsilon", 1e-5)), tie_embeddings=tied,
+            vocab_size=emb[0], dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
+            ffn_dim=count("feed_forward_length"), max_seq_len=count("context_length", hi=MAX_CONTEXT),
+            rope_theta=number("rope.freq_base", 10000.0), rope_scaling=factor,
+            norm_eps=number("attention.layer_norm_rms_epsilon", 1e-5), tie_embeddings="output.weight" not in shapes,
         )
     except ValueError as e:
         raise LmstackError(f"{path}: inconsistent hyperparameters ({e})") from None
 
 
+def tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a `llama` file with this config holds (llama.cpp names), with its shape (rows, columns)."""
+    d, qd, kvd, f = cfg.dim, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.ffn_dim
+    shapes = {"token_embd.weight": (cfg.vocab_size, d), "output_norm.weight": (d,)}
+    if not cfg.tie_embeddings:
+        shapes["output.weight"] = (cfg.vocab_size, d)
+    layer = {"attn_norm": (d,), "attn_q": (qd, d), "attn_k": (kvd, d), "attn_v": (kvd, d), "attn_output": (d, qd),
+             "ffn_norm": (d,), "ffn_gate": (f, d), "ffn_up": (f, d), "ffn_down": (d, f)}
+    for i in range(cfg.n_layers):
+        shapes |= {f"blk.{i}.{name}.weight": shape for name, shape in layer.items()}
+    return shapes
+
+
+def _check_tensors(path: Path, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The file holds exactly the tensors the config implies, each with the shape it implies."""
+    want = tensor_shapes(cfg)
+    for name, shape in want.items():
+        if name not in shapes:
+            raise LmstackError(f"{path}: tensor {name} is missing (llama.block_count = {cfg.n_layers})")
+        if shapes[name] != shape:
+            raise LmstackError(f"{path}: tensor {name} has shape {shapes[name]} but the metadata implies {shape}")
+    extra = sorted(set(shapes) - set(want))
+    if extra:
+        raise LmstackError(f"{path}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) for this config")
+
+
+def _validated(path: Path) -> tuple[gguf.GGUFReader, dict, ModelConfig]:
+    """Reader, metadata and config of a `llama` file whose metadata and tensors agree; nothing decoded yet."""
+    reader, meta = _open(path)
+    shapes = {t.name: tuple(int(x) for x in reversed(t.shape.tolist())) for t in reader.tensors}
+    if "rope_freqs.weight" in shapes:
+        raise LmstackError(f"{path}: rope frequency factors (rope_freqs, Llama 3.1 style) are not supported")
+    cfg = _config(path, meta, shapes)
+    _check_tensors(path, cfg, shapes)
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if isinstance(tokens, list) and len(tokens) > cfg.vocab_size:  # ids past the embedding cannot be embedded
+        raise LmstackError(f"{path}: the tokenizer has {len(tokens)} tokens but token_embd.weight only "
+                           f"{cfg.vocab_size} rows")
+    return reader, meta, cfg
+
+
 def read_gguf(path: str | Path) -> GGUFModel:
     """Read a `llama` GGUF file into a ModelConfig and float32 tensors, with one-line errors.
 
-    The file is memory-mapped and tensors are dequantised one at a time, so the peak is the float32
-    model, which is checked against the memory available before anything is decoded."""
+    The metadata is checked against the tensors and the file size first; the file is memory-mapped and
+    tensors are dequantised one at a time, so the peak is the float32 model (plus the RoPE table of its
+    context), which is checked against the memory available before anything is decoded."""
     path = Path(path)
-    reader, meta = _open(path)
-    names = {t.name for t in reader.tensors}
-    if "rope_freqs.weight" in names:
-        raise LmstackError(f"{path}: rope frequency factors (rope_freqs, Llama 3.1 style) are not supported")
+    reader, meta, cfg = _validated(path)
     for t in reader.tensors:
         if t.tensor_type.name not in READ_TYPES:
             raise LmstackError(f"{path}: tensor {t.name} has unsupported type {t.tensor_type.name} "
                                f"(supported: {', '.join(READ_TYPES)})")
-    need = 4 * sum(int(t.n_elements) for t in reader.tensors)
+    rope_table = 32 * cfg.max_seq_len * cfg.head_dim // 2  # float64 angles and cos/sin, float32 copies
+    need = 4 * sum(int(t.n_elements) for t in reader.tensors) + rope_table
     avail = available_memory()
     if need > avail:
         raise LmstackError(
@@ -324,13 +502,8 @@ def read_gguf(path: str | Path) -> GGUFModel:
         arr = np.asarray(arr, dtype=np.float32).reshape(shape)
         tensors[torch_name(t.name)] = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # F32: a view
         types[t.name] = t.tensor_type.name
-    tied = "output.weight" not in tensors
-    emb = tensors.get("tok_embeddings.weight")
-    if emb is None:
-        raise LmstackError(f"{path}: no token_embd.weight tensor")
-    cfg = _config(path, meta, emb.shape[0], tied)
-    if tied:
-        tensors["output.weight"] = emb
+    if cfg.tie_embeddings:
+        tensors["output.weight"] = tensors["tok_embeddings.weight"]
     return GGUFModel(cfg, tensors, meta, types)
 
 
@@ -345,7 +518,7 @@ class RawTensor:
 def raw_tensors(path: str | Path) -> dict[str, RawTensor]:
     """Every tensor of a `llama` GGUF file without dequantising, by our state-dict names."""
     path = Path(path)
-    reader, _ = _open(path)
+    reader, _, _ = _validated(path)
     return {torch_name(t.name): RawTensor(t.tensor_type.name, tuple(int(x) for x in reversed(t.shape.tolist())),
                                           t.data) for t in reader.tensors}
 
@@ -357,18 +530,20 @@ def tokenizer_from_gguf(meta: dict) -> Tokenizer:
     from tokenizers import AddedToken
 
     kind = meta.get("tokenizer.ggml.model")
-    tokens = meta.get("tokenizer.ggml.tokens")
-    if not tokens:
-        raise LmstackError("the GGUF file has no tokenizer vocabulary (tokenizer.ggml.tokens)")
-    types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+    tokens, types = _vocabulary(meta)
     pre = None
-    if kind == "gpt2":
-        pre = meta.get("tokenizer.ggml.pre") or "default"
-        hf = _byte_level_from_gguf(meta, tokens, pre)
-    elif kind == "llama":
-        hf = _sentencepiece_from_gguf(meta, tokens, types)
-    else:
-        raise LmstackError(f"unsupported tokenizer model {kind!r} (supported: gpt2, llama)")
+    try:
+        if kind == "gpt2":
+            pre = meta.get("tokenizer.ggml.pre") or DEFAULT_PRE
+            hf = _byte_level_from_gguf(meta, tokens, pre)
+        elif kind == "llama":
+            hf = _sentencepiece_from_gguf(meta, tokens, types)
+        else:
+            raise LmstackError(f"unsupported tokenizer model {kind!r} (supported: gpt2, llama)")
+    except LmstackError:
+        raise
+    except Exception as e:  # tokenizers raises plain Exceptions (a merge of tokens outside the vocabulary, ...)
+        raise LmstackError(f"the GGUF file's tokenizer is inconsistent ({str(e).splitlines()[0][:200]})") from None
     hf.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
                            for i, ty in enumerate(types) if ty == 3])
     hf.add_tokens([AddedToken(tokens[i], special=False, normalized=False) for i, ty in enumerate(types) if ty == 4])
@@ -376,6 +551,23 @@ def tokenizer_from_gguf(meta: dict) -> Tokenizer:
     return Tokenizer(hf, chat_template=meta.get("tokenizer.chat_template"), bos_id=ids("bos"), eos_id=ids("eos"),
                      end_of_turn_id=ids("eot"), add_bos=meta.get("tokenizer.ggml.add_bos_token", kind == "llama"),
                      gguf_pre=pre, scores=meta.get("tokenizer.ggml.scores") if kind == "llama" else None)
+
+
+def _vocabulary(meta: dict) -> tuple[list[str], list[int]]:
+    """Tokens and token types, checked: strings and small whole numbers of one length, special ids inside."""
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if not tokens:
+        raise LmstackError("the GGUF file has no tokenizer vocabulary (tokenizer.ggml.tokens)")
+    types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise LmstackError("tokenizer.ggml.tokens must be a list of strings")
+    if not isinstance(types, list) or len(types) != len(tokens) or not all(type(t) is int for t in types):
+        raise LmstackError(f"tokenizer.ggml.token_type must give one type to each of the {len(tokens)} tokens")
+    for key in ("bos", "eos", "eot", "unknown", "padding"):
+        i = meta.get(f"tokenizer.ggml.{key}_token_id")
+        if i is not None and (type(i) is not int or not 0 <= i < len(tokens)):
+            raise LmstackError(f"tokenizer.ggml.{key}_token_id = {_show(i)} is not a token id (0 to {len(tokens) - 1})")
+    return tokens, types
 
 
 def _byte_level_from_gguf(meta: dict, tokens: list[str], pre: str):

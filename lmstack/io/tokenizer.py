@@ -56,6 +56,7 @@ PRE_TOKENIZERS: dict[str, list[str]] = {
 }
 # llama.cpp takes a pre-token that is itself a vocabulary entry whole, without merging, for these
 IGNORE_MERGES = {"llama-bpe", "llama3", "llama-v3", "falcon3"}
+DEFAULT_PRE = "default"  # what llama.cpp splits with when a byte-level file names no pre-tokenizer
 
 
 def byte_level_pre_tokenizer(name: str) -> pre_tokenizers.PreTokenizer:
