@@ -105,3 +105,34 @@ def counting_submits(monkeypatch, engine, n: int) -> tuple[list, threading.Event
 
     monkeypatch.setattr(engine, "submit", submit)
     return submitted, all_in
+
+
+def hold_until_cancelled(monkeypatch, engine, after: int = 1) -> tuple[list, threading.Event, threading.Event]:
+    """Instrument `engine`: the first request submitted, once it has `after` tokens, is held before each
+    of its decode steps until it is cancelled, so it cannot run to its end unless the cancellation
+    never comes (then each hold gives up after 30 s). Returns (submitted, reached: it is being held,
+    cancelled: its cancel() was called)."""
+    submitted, all_in = counting_submits(monkeypatch, engine, 1)
+    reached, cancelled = threading.Event(), threading.Event()
+    counted = engine.submit
+
+    def submit(*args, **kw):
+        r = counted(*args, **kw)
+        plain = r.cancel
+
+        def cancel():
+            plain()
+            cancelled.set()
+
+        r.cancel = cancel
+        return r
+
+    def on_step(ids):
+        all_in.wait(timeout=30)
+        if submitted[0].id in ids and len(submitted[0].token_ids) >= after:
+            reached.set()
+            cancelled.wait(timeout=30)
+
+    monkeypatch.setattr(engine, "submit", submit)
+    monkeypatch.setattr(engine, "on_step", on_step)
+    return submitted, reached, cancelled

@@ -11,7 +11,7 @@ import pytest
 from lmstack.engine import Engine, SamplingParams
 from lmstack.io.conversations import encode_chat
 from lmstack.serve import create_app
-from tests.conftest import counting_submits
+from tests.conftest import counting_submits, hold_until_cancelled
 from tests.serve_fixtures import running_server, tiny_run
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "the king speaks"}]
@@ -185,36 +185,6 @@ def test_messages_are_checked_by_the_conversation_validator(server, messages, to
     err = r.json()["error"]
     assert err["param"] == param and err["code"] == ("invalid_messages" if param == "messages" else "invalid_value")
     assert err["message"].startswith("message ") or param == "tools"
-
-
-def hold_until_cancelled(monkeypatch, eng) -> tuple[list, threading.Event, threading.Event]:
-    """Instrument `eng`: the first request submitted is held before each of its decode steps until it is
-    cancelled, so it cannot run to its end unless the cancellation never comes. Returns (submitted,
-    reached: it is at a decode step, cancelled)."""
-    submitted, all_in = counting_submits(monkeypatch, eng, 1)
-    reached, cancelled = threading.Event(), threading.Event()
-    orig = eng.submit
-
-    def submit(*args, **kw):
-        r = orig(*args, **kw)
-        plain = r.cancel
-
-        def cancel():
-            plain()
-            cancelled.set()
-
-        r.cancel = cancel
-        return r
-
-    def on_step(ids):
-        all_in.wait(timeout=30)
-        if submitted[0].id in ids:
-            reached.set()
-            cancelled.wait(timeout=30)
-
-    monkeypatch.setattr(eng, "submit", submit)
-    monkeypatch.setattr(eng, "on_step", on_step)
-    return submitted, reached, cancelled
 
 
 @pytest.mark.parametrize("stream", [True, False])

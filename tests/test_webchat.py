@@ -14,6 +14,7 @@ import pytest
 
 from lmstack.engine import Engine, SamplingParams
 from lmstack.serve import create_app
+from tests.conftest import hold_until_cancelled
 from tests.serve_fixtures import running_server, tiny_run
 
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -106,17 +107,26 @@ def test_chat_streams_keeps_history_and_uses_the_system_prompt(page_and_url):
 
 
 def test_stop_button_ends_a_reply_early(page_and_url):
-    page, *_ = page_and_url
-    page.click("#new-chat")
-    page.select_option("#model", "tiny-long")
-    page.fill("#temperature", "0")
-    page.fill("#max-tokens", "1900")
-    page.fill("#input", "the queen")
-    page.click("#send")
-    page.wait_for_function("(document.querySelector('.msg.assistant') || {}).textContent?.length > 0")
-    assert page.locator("#stop").is_visible()
-    page.click("#stop")
-    page.wait_for_selector(".msg.assistant:not(.streaming)")
+    """The reply is held in the engine after 8 tokens until its request is cancelled, so it cannot end
+    by itself before Stop is clicked; Stop must then cancel it in the engine, not only on the page."""
+    page, _, engines = page_and_url
+    eng = engines["tiny-long"]
+    with pytest.MonkeyPatch.context() as mp:
+        submitted, reached, cancelled = hold_until_cancelled(mp, eng, after=8)
+        page.click("#new-chat")
+        page.select_option("#model", "tiny-long")
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "1900")
+        page.fill("#input", "the queen")
+        page.click("#send")
+        assert reached.wait(timeout=30)
+        page.wait_for_function("(document.querySelector('.msg.assistant') || {}).textContent?.length > 0")
+        assert page.locator("#stop").is_visible()
+        page.click("#stop")
+        page.wait_for_selector(".msg.assistant:not(.streaming)")
+        assert cancelled.wait(timeout=30), "Stop did not cancel the request in the engine"
+        eng.generate([[1, 2]], SamplingParams(max_new_tokens=1))  # runs after the held step has ended
+    assert submitted[0].finish_reason == "stop" and len(submitted[0].token_ids) == 8
     assert page.locator(".msg.assistant").get_attribute("data-finish") == "stopped"
     assert not page.locator("#stop").is_visible() and page.locator("#send").is_enabled()
     assert "stopped" in page.locator(".msg.assistant .note").inner_text()
