@@ -7,7 +7,9 @@ it runs alone or batched with others.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -24,6 +26,9 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)  # stop strings (not included in the output)
     stop_token_ids: list[int] | None = None  # None: the tokenizer's end-of-text / end-of-turn ids
     seed: int | None = None
+    # makes a fresh constraint (engine/constrain.py) for each request: mask() the allowed tokens before
+    # sampling, accept() the one sampled; a factory, so that requests sharing these params share no state
+    constraint: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     def check(self) -> None:
         """One clear line for each value that makes no sense."""
@@ -51,17 +56,20 @@ class Sampler:
         seed = params.seed if params.seed is not None else random.randrange(2**63)
         self.generator = torch.Generator().manual_seed(seed)
         self.seen: torch.Tensor | None = None
+        self.constraint = params.constraint() if params.constraint is not None else None
         if params.repetition_penalty != 1.0:
             self.seen = torch.zeros(vocab_size, dtype=torch.bool)
             self.seen[torch.tensor(prompt, dtype=torch.long)] = True
 
     @property
     def greedy_plain(self) -> bool:
-        return self.p.temperature == 0 and self.seen is None
+        return self.p.temperature == 0 and self.seen is None and self.constraint is None
 
     def __call__(self, logits: torch.Tensor) -> int:
         """logits (V,) fp32 -> the next token."""
         p = self.p
+        if self.constraint is not None and (allowed := self.constraint.mask()) is not None:
+            logits = logits.masked_fill(~_fit(torch.from_numpy(allowed), logits.shape[-1]), float("-inf"))
         if self.seen is not None:
             pen = torch.where(logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty)
             logits = torch.where(self.seen, pen, logits)
@@ -82,6 +90,15 @@ class Sampler:
     def observe(self, token: int) -> None:
         if self.seen is not None:
             self.seen[token] = True
+        if self.constraint is not None:
+            self.constraint.accept(token)
+
+
+def _fit(allowed: torch.Tensor, n: int) -> torch.Tensor:
+    """A tokenizer-sized mask for logits over n rows (a model's vocabulary may be padded past it)."""
+    if allowed.shape[0] >= n:
+        return allowed[:n]
+    return torch.cat([allowed, torch.zeros(n - allowed.shape[0], dtype=torch.bool)])
 
 
 def sample_batch(logits: torch.Tensor, samplers: list[Sampler]) -> list[int]:
