@@ -86,3 +86,16 @@ def test_as_a_tool_errors_are_results_not_exceptions():
     assert bad.is_error and bad.content.startswith("error:")
     assert tool({"expr": "1"}).is_error  # unknown and missing argument
     assert tool(["1 + 1"]).is_error
+
+
+def test_builtin_tools_by_name(tmp_path):
+    from lmstack.errors import LmstackError
+    from lmstack.tools.builtin import builtin_tools
+
+    assert [t.name for t in builtin_tools("calculator, python")] == ["calculator", "python"]
+    (tmp_path / "a.txt").write_text("hello")
+    assert [t.name for t in builtin_tools("search", docs=tmp_path)] == ["search"]
+    for names, docs, why in [("calc", None, "unknown tool"), ("search", None, "needs --docs"),
+                             ("calculator,calculator", None, "once"), ("calculator", tmp_path, "only used by")]:
+        with pytest.raises(LmstackError, match=why):
+            builtin_tools(names, docs)
