@@ -51,6 +51,8 @@ class SFTConfig:
         check_float("val_fraction", self.val_fraction, 0, 1, hi_open=True)
         if self.lora is not None and not isinstance(self.lora, LoRAConfig):
             raise ConfigError(f"lora must be a LoRAConfig or None, got {type(self.lora).__name__}")
+        if self.lora is not None:  # LoRAConfig checks its rank, dropout and targets itself
+            check_float("lora alpha", self.lora.alpha, 0, lo_open=True)
 
 
 def resolve_data(data: str, val_data: str | None, val_fraction: float

@@ -1,9 +1,11 @@
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from lmstack.errors import LmstackError
 from lmstack.model import PRESETS, ModelConfig, Transformer, apply_rope, preset, rope_tables
 from tests.conftest import tiny_config
 
@@ -93,9 +95,21 @@ def test_tied_and_untied_output():
 def test_presets_and_config_validation():
     for name in PRESETS:
         cfg = preset(name, vocab_size=100)
-        assert cfg.ffn_dim % 32 == 0 and cfg.dim % cfg.n_heads == 0
+        assert cfg.ffn_dim % 32 == 0 and cfg.ffn_dim >= 8 * cfg.dim / 3  # SwiGLU's default width, rounded up
     assert ModelConfig.from_dict(preset("small").to_dict()) == preset("small")
-    with pytest.raises(ValueError, match="unknown model preset"):
+    with pytest.raises(LmstackError, match="unknown model preset"):
         preset("gigantic")
-    with pytest.raises(ValueError, match="must divide"):
+    bad = [(dict(dim=30, n_heads=4), "dim 30 must divide by n_heads 4"),
+           (dict(n_heads=8, n_kv_heads=3), "n_heads 8 must divide by n_kv_heads 3"),
+           (dict(dim=36, n_heads=4, n_kv_heads=2), "head_dim = dim / n_heads = 9 must be even"),
+           (dict(n_heads=0), "n_heads must be an integer >= 1, got 0"),
+           (dict(max_seq_len=0), "max_seq_len must be an integer >= 1"),
+           (dict(ffn_dim=-1), "ffn_dim must be an integer >= 0"),
+           (dict(rope_theta=float("nan")), "rope_theta must be a finite number > 0, got nan"),
+           (dict(norm_eps=0.0), "norm_eps must be a finite number > 0"),
+           (dict(dim=64.0), "dim must be an integer")]
+    for kw, says in bad:
+        with pytest.raises(LmstackError, match=re.escape(says)):
+            ModelConfig(**kw)
+    with pytest.raises(ValueError, match="must divide"):  # readers of files wrap ValueErrors with the file name
         ModelConfig(dim=30, n_heads=4)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from lmstack.cli import main
 from lmstack.errors import LmstackError
-from lmstack.io.checkpoint import save_checkpoint
+from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.conversations import Conversation, write_conversations
 from lmstack.io.gguf_file import export_gguf, read_gguf
 from lmstack.io.packing import ConversationBatches, pack_rows
@@ -67,7 +68,9 @@ def test_lora_starts_at_the_base_and_merges_exactly(tokenizer):
     x = torch.randint(0, tokenizer.vocab_size, (2, 16))
     before = model(x)
     trainable = apply_lora(model, LoRAConfig(rank=4, alpha=8, dropout=0.0, targets=("wq", "wv", "w_up")))
-    assert trainable == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
+    cfg = model.config  # rank x (in + out) for each wrapped matrix: wq (dim -> dim), wv (dim -> kv), w_up
+    kv = cfg.n_kv_heads * cfg.head_dim
+    assert trainable == cfg.n_layers * 4 * ((cfg.dim + cfg.dim) + (cfg.dim + kv) + (cfg.dim + cfg.ffn_dim))
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
     assert torch.allclose(model(x), before)  # B starts at zero
     for m in model.modules():
@@ -134,3 +137,58 @@ def test_sft_refuses_bad_input(base_run, conv_files, tmp_path):
             progress=False)
     with pytest.raises(LmstackError, match="no such model"):
         sft(SFTConfig(base=str(tmp_path / "nothing"), data=str(train), out_dir=str(tmp_path / "o")), progress=False)
+
+
+def test_sft_resumes_to_the_weights_of_an_uninterrupted_run(base_run, conv_files, tmp_path, monkeypatch):
+    train, val = conv_files
+    tc = TrainConfig(steps=8, batch_size=4, lr=3e-3, warmup_steps=2, weight_decay=0.0, eval_every=4, eval_batches=1,
+                     ckpt_every=4, log_every=1, device="cpu")
+    cfg = lambda out: SFTConfig(base=str(base_run), data=str(train), val_data=str(val), out_dir=str(out), train=tc)
+    sft(cfg(tmp_path / "full"), progress=False)
+    real_get = ConversationBatches.get
+
+    def crash_after_step_4(self, step, micro=0):
+        if step == 4:
+            raise KeyboardInterrupt  # the process dies right after the step-4 checkpoint
+        return real_get(self, step, micro)
+
+    monkeypatch.setattr(ConversationBatches, "get", crash_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        sft(cfg(tmp_path / "half"), progress=False)
+    monkeypatch.setattr(ConversationBatches, "get", real_get)
+    assert load_checkpoint(tmp_path / "half" / "ckpt.pt")["step"] == 4
+    with pytest.raises(LmstackError, match="already holds a checkpoint"):
+        sft(cfg(tmp_path / "half"), progress=False)
+    sft(cfg(tmp_path / "half"), progress=False, resume=True)
+    full, half = (load_checkpoint(tmp_path / d / "ckpt.pt") for d in ("full", "half"))
+    assert half["step"] == 8 and full["model"].keys() == half["model"].keys()
+    for k, v in full["model"].items():
+        assert torch.equal(v, half["model"][k]), k
+    assert not torch.equal(full["model"]["tok_embeddings.weight"], load_model(base_run)[0].tok_embeddings.weight)
+    curve = lambda d: [(r["step"], r.get("loss"), r.get("val_loss")) for r in map(
+        json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())]
+    assert curve("half") == curve("full") and len(curve("full")) == 8 + 2  # every step, two evaluations
+
+
+def test_sft_cli_with_lora_defaults_then_eval_chat(base_run, conv_files, tmp_path, capsys):
+    train, val = conv_files
+    out = tmp_path / "lora"
+    main(["sft", "--base", str(base_run), "--data", str(train), "--val", str(val), "--out", str(out), "--lora",
+          "--steps", "6", "--batch-size", "4", "--eval-every", "3", "--log-every", "3", "--device", "cpu"])
+    assert "done: step 6" in capsys.readouterr().out
+    info = json.loads((out / "run.json").read_text())
+    assert info["lora"] == {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["wq", "wk", "wv", "wo"]}
+    assert info["train"]["lr"] == 1e-3 and info["train"]["steps"] == 6 and info["train"]["weight_decay"] == 0.0
+    model, _, _ = load_model(out)  # merged into plain weights: only the attention matrices moved
+    base = load_model(base_run)[0].state_dict()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, base[k])}
+    assert changed == {f"layers.{i}.attn.{w}.weight" for i in range(2) for w in ("wq", "wk", "wv", "wo")}
+
+    md = tmp_path / "chat.md"
+    main(["eval", str(out), "--chat", "--data", str(val), "--max-new-tokens", "4", "--json",
+          str(tmp_path / "chat.json"), "--markdown", str(md)])
+    r = json.loads((tmp_path / "chat.json").read_text())
+    assert r["n"] == 10 and r["data"] == str(val)
+    assert list(r["models"]) == ["base (base)", "tuned (lora)"]  # the run's own base, found in run.json
+    assert all(0 <= m["contains"] <= 1 for m in r["models"].values())
+    assert "| tuned (lora) |" in md.read_text() and "| tuned (lora) |" in capsys.readouterr().out

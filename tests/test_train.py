@@ -12,7 +12,7 @@ from lmstack.errors import LmstackError
 from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.shards import Batches
 from lmstack.model import Transformer
-from lmstack.train.loop import TrainConfig, train
+from lmstack.train.loop import TrainConfig, evaluate_loss, train
 from lmstack.train.optim import lr_at, make_optimizer
 from tests.conftest import tiny_config
 
@@ -37,7 +37,11 @@ def test_loss_falls_and_outputs_are_written(dataset, tokenizer, tmp_path):
     _, res = _run(dataset, tokenizer, tmp_path / "r", 30)
     train_losses, val = _losses(tmp_path / "r")
     assert train_losses[-1][1] < train_losses[0][1] - 1.0
-    assert res.last_eval["val_bpb"] > 0 and len(val) >= 7
+    torch.manual_seed(0)  # the same initial weights, untrained, on the same held-out windows
+    untrained = evaluate_loss(Transformer(tiny_config(tokenizer.vocab_size)), Batches(dataset, 32, 4).val_batches(2),
+                              tokenizer.token_byte_lengths(), "cpu")
+    assert res.last_eval["val_bytes"] == untrained["val_bytes"] > 0
+    assert res.last_eval["val_bpb"] < untrained["val_bpb"] - 0.5 and len(val) >= 7
     assert (tmp_path / "r" / "loss.png").stat().st_size > 1000
     assert not list((tmp_path / "r").glob("*.tmp"))
 
@@ -71,6 +75,22 @@ def test_resume_continues_exactly(dataset, tokenizer, tmp_path):
     s_full = load_checkpoint(tmp_path / "full" / "ckpt.pt")["optimizer"]["state"]
     s_half = load_checkpoint(tmp_path / "half" / "ckpt.pt")["optimizer"]["state"]
     assert all(torch.equal(s_full[k]["exp_avg"], s_half[k]["exp_avg"]) for k in s_full)
+
+
+def test_resume_drops_a_torn_last_metrics_line_and_refuses_a_corrupt_one(dataset, tokenizer, tmp_path, capsys):
+    out = tmp_path / "r"
+    _run(dataset, tokenizer, out, 4, ckpt_every=4)
+    metrics = out / "metrics.jsonl"
+    whole = metrics.read_text()
+    metrics.write_text(whole + '{"step": 5, "loss": 4.2, "lr"')  # a crash in the middle of an append
+    _run(dataset, tokenizer, out, 6, resume=True)
+    assert "was cut off" in capsys.readouterr().out
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(lines[:2] + ['{"step": 3, "lo'] + lines[2:]) + "\n")  # damage mid-file
+    with pytest.raises(LmstackError, match=r"metrics\.jsonl:3: not valid JSON"):
+        _run(dataset, tokenizer, out, 8, resume=True)
 
 
 def test_resume_with_a_different_config_is_refused(dataset, tokenizer, tmp_path):
