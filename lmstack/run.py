@@ -581,14 +581,15 @@ class Model:
 def read_config(metadata: dict, infos: dict[str, TensorInfo]) -> Config:
     """The hyperparameters, each checked (a whole number in range, a finite positive number) before
     anything is allocated, so a crafted file fails in one line instead of exhausting memory."""
-    def value(key: str, default=None, hi: float = math.inf, whole: bool = True):
+    def value(key: str, default=None, hi: float = math.inf, whole: bool = True, why: str = ""):
         v = metadata.get(f"llama.{key}", default)
         if v is None:
             raise ValueError(f"missing metadata key 'llama.{key}'")
         if isinstance(v, bool) or not isinstance(v, int if whole else int | float) or v > hi or \
                 not (v >= 1 if whole else 0 < v < math.inf):
-            raise ValueError(f"llama.{key} = {str(v)[:40]} must be " +
-                             (f"a whole number from 1 to {hi}" if whole else "a finite number above 0"))
+            limit = "a finite number above 0" if not whole else "a whole number " + (
+                f"from 1 to {hi}{why}" if hi < math.inf else "of at least 1")
+            raise ValueError(f"llama.{key} = {str(v)[:40]} must be {limit}")
         return v if whole else float(v)
 
     if "token_embd.weight" not in infos or len(infos["token_embd.weight"].shape) != 2:
@@ -609,10 +610,10 @@ def read_config(metadata: dict, infos: dict[str, TensorInfo]) -> Config:
     if (scaling != "linear" and rope_scaling != 1.0) or "rope_freqs.weight" in infos or rope_dim % 2:
         raise ValueError(f"unsupported rope: scaling {scaling!r} (only linear), rope_freqs or an odd dimension")
     return Config(
-        dim=dim, n_layers=value("block_count", hi=len(infos)), n_heads=n_heads, n_kv_heads=n_kv_heads,
-        head_dim=head_dim, ffn_dim=value("feed_forward_length"), vocab_size=infos["token_embd.weight"].shape[0],
-        max_seq_len=value("context_length", hi=MAX_CONTEXT), rope_theta=value("rope.freq_base", 1e4, whole=False),
-        rope_dim=rope_dim, rope_scaling=rope_scaling,
+        dim=dim, n_layers=value("block_count", hi=len(infos) // 9, why=f" ({len(infos)} tensors, 9 per layer)"),
+        n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim, ffn_dim=value("feed_forward_length"),
+        vocab_size=infos["token_embd.weight"].shape[0], max_seq_len=value("context_length", hi=MAX_CONTEXT),
+        rope_theta=value("rope.freq_base", 1e4, whole=False), rope_dim=rope_dim, rope_scaling=rope_scaling,
         norm_eps=value("attention.layer_norm_rms_epsilon", 1e-5, whole=False),
         tie_embeddings="output.weight" not in infos)
 

@@ -379,10 +379,11 @@ def _hyperparameters(path: Path, meta: dict):
             raise LmstackError(f"{path}: missing metadata llama.{key}")
         return v
 
-    def count(key: str, default: int | None = None, hi: int | None = None) -> int:
+    def count(key: str, default: int | None = None, hi: int | None = None, why: str = "") -> int:
         v = get(key, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1 or (hi is not None and v > hi):
-            raise LmstackError(f"{path}: llama.{key} = {_show(v)} must be a whole number from 1 to {hi or 'any'}")
+            limit = "of at least 1" if hi is None else f"from 1 to {hi}{why}"
+            raise LmstackError(f"{path}: llama.{key} = {_show(v)} must be a whole number {limit}")
         return v
 
     def number(key: str, default: float) -> float:
@@ -416,7 +417,7 @@ def _config(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]]) -> Model
         if count(key, head_dim) != head_dim:
             raise LmstackError(f"{path}: llama.{key} = {get(key, 0)} differs from embedding_length / head_count = "
                                f"{head_dim}, which this model does not support")
-    n_layers = count("block_count", hi=len(shapes))  # each layer has tensors of its own
+    n_layers = count("block_count", hi=len(shapes) // 9, why=f" ({len(shapes)} tensors, 9 per layer)")
     kind = str(get("rope.scaling.type", "linear" if "llama.rope.scale_linear" in meta else "none"))
     factor = 1.0
     if kind != "none":  # a factor of 0 means none given (older converters wrote rope.scale_linear)
