@@ -3,13 +3,13 @@ checkpoint directory, or the name of a known model (fetched on first use)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from lmstack.errors import LmstackError
 from lmstack.io.checkpoint import load_checkpoint
+from lmstack.io.files import read_json
 from lmstack.io.gguf_file import read_gguf, tokenizer_from_gguf
 from lmstack.io.hf import is_hf_checkpoint, read_hf
 from lmstack.io.models import resolve_model
@@ -45,7 +45,9 @@ def load_model(path: str | Path) -> tuple[Transformer, Tokenizer, dict]:
         state = load_checkpoint(path / "ckpt.pt")
         model = _empty_model(ModelConfig.from_dict(state["model_config"]))
         sd = state["model"]
-        info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
+        info = read_json(path / "run.json", "run file") if (path / "run.json").exists() else {}
+        if not isinstance(info, dict):
+            raise LmstackError(f"{path / 'run.json'}: run file must hold a JSON object")
         # a fine-tuned real model keeps its own chat template (run.json), not lmstack's ChatML
         tok = Tokenizer.load(path / "tokenizer.json", chat_template=info.get("chat_template"))
     elif path.is_dir() and is_hf_checkpoint(path):

@@ -4,8 +4,8 @@
     python lmstack/run.py model.gguf --chat --system "You are terse."
 
 It reads top to bottom: GGUF parsing and dequantisation (float, 8-, 5- and 4-bit blocks, K-quants),
-the tokenizers (byte-level BPE with the pre-tokenizers of GPT-2, SmolLM, Llama 3 and Qwen 2, and
-SentencePiece-style BPE), the forward pass with a KV cache, sampling, the command line. It imports
+the tokenizers (byte-level BPE with the pre-tokenizers of GPT-2, SmolLM, Llama 3, Qwen 2 and llama.cpp's
+default, and SentencePiece-style BPE), the forward pass with a KV cache, sampling, the command line. It imports
 nothing from lmstack on purpose, so that it doubles as an executable specification of what the
 exported files mean."""
 
