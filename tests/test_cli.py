@@ -63,6 +63,19 @@ def test_train_out_that_is_a_file_and_a_broken_run_json(capsys, tmp_path):
     assert "run.json" in line and "not valid JSON" in line
 
 
+def test_a_run_directory_with_a_broken_run_json(capsys, tmp_path, tokenizer):
+    from lmstack.io.checkpoint import save_checkpoint
+
+    model = Transformer(tiny_config(tokenizer.vocab_size))
+    run = tmp_path / "run"
+    save_checkpoint(run / "ckpt.pt", {"model": model.state_dict(), "model_config": model.config.to_dict()})
+    tokenizer.save(run / "tokenizer.json")
+    (run / "run.json").write_text('{"data_dir": ')
+    assert "run.json: run file is not valid JSON" in _fails(capsys, ["eval", str(run)])
+    (run / "run.json").write_text('["a list"]')
+    assert "run file must hold a JSON object" in _fails(capsys, ["eval", str(run), "--chat"])
+
+
 def test_jsonl_corpus_with_invalid_utf8_names_the_line(capsys, tmp_path):
     bad = tmp_path / "corpus.jsonl"
     bad.write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
