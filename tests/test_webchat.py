@@ -34,7 +34,10 @@ def find_browser() -> str | None:
     for name in BROWSER_NAMES:
         if found := shutil.which(name):
             return found
-    return next((p for p in BROWSER_PATHS if os.access(p, os.X_OK) and Path(p).is_file()), None)
+    # one that `playwright install chromium` downloaded
+    downloaded = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
+    paths = [*BROWSER_PATHS, *sorted(map(str, downloaded.glob("chromium-*/chrome-*/chrome")), reverse=True)]
+    return next((p for p in paths if os.access(p, os.X_OK) and Path(p).is_file()), None)
 
 
 def browser_required() -> bool:
