@@ -347,31 +347,31 @@ class Tokenizer:
             raise ValueError(f"unsupported tokenizer model {kind!r} (supported: 'gpt2' byte-level BPE, 'llama' "
                              "SentencePiece)")
         pre = metadata.get("tokenizer.ggml.pre") or DEFAULT_PRE if kind == "gpt2" else DEFAULT_PRE
-        if pre not in PRE_TOKENIZERS:
+        if not isinstance(pre, str) or pre not in PRE_TOKENIZERS:
             raise ValueError(f"unsupported pre-tokenizer {pre!r} (supported: {', '.join(PRE_TOKENIZERS)})")
         self.split, self.whole_words = PRE_TOKENIZERS[pre], pre in WHOLE_WORDS
-        self.tokens: list[str] = metadata.get("tokenizer.ggml.tokens") or []
+        self.tokens: list[str] = t if isinstance(t := metadata.get("tokenizer.ggml.tokens"), list) else []
         self.types: list[int] = metadata.get("tokenizer.ggml.token_type", [NORMAL] * len(self.tokens))
-        ids = [metadata.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "eot", "padding", "unknown")]
-        if not (self.tokens and isinstance(self.tokens, list) and all(isinstance(t, str) for t in self.tokens)
-                and isinstance(self.types, list) and len(self.types) == len(self.tokens)
-                and all(type(i) is int and 0 <= i < len(self.tokens) for i in ids if i is not None)):
-            raise ValueError("tokenizer.ggml.tokens, token_type and the special ids do not make a vocabulary")
-        self.spm = kind == "llama"  # SentencePiece: '\u2581' for spaces, merges by score, <0xNN> byte tokens
         self.scores = metadata.get("tokenizer.ggml.scores") or [0.0] * len(self.tokens)
+        merges, n = metadata.get("tokenizer.ggml.merges", []), len(self.tokens)
+        ids = [metadata.get(f"tokenizer.ggml.{k}_token_id", 0) for k in ("bos", "eos", "eot", "padding", "unknown")]
+        typed = [(self.tokens, str), (self.types, int), (self.scores, int | float), (merges, str)]
+        if not (n and all(isinstance(v, list) and all(isinstance(x, t) for x in v) for v, t in typed)
+                and len(self.types) == len(self.scores) == n and all(type(i) is int and 0 <= i < n for i in ids)):
+            raise ValueError("the tokenizer metadata (tokens, token_type, scores, merges, special ids) is malformed")
+        self.spm = kind == "llama"  # SentencePiece: '\u2581' for spaces, merges by score, <0xNN> byte tokens
         self.space_prefix = self.spm and metadata.get("tokenizer.ggml.add_space_prefix", True)
         self.pieces = {t: i for i, t in enumerate(self.tokens) if self.types[i] == NORMAL}
         self.byte_ids = {int(t[3:5], 16): i for i, t in enumerate(self.tokens) if self.types[i] == BYTE}
         self.ids = {t: i for i, t in enumerate(self.tokens) if self.types[i] != CONTROL}
         self.special = {t: i for i, t in enumerate(self.tokens) if self.types[i] in (CONTROL, USER_DEFINED)}
         self.ranks = {}
-        for rank, merge in enumerate(metadata.get("tokenizer.ggml.merges", [])):
+        for rank, merge in enumerate(merges):
             cut = merge.index(" ", 1)
             self.ranks[merge[:cut], merge[cut + 1:]] = rank
         self.bos_id = metadata.get("tokenizer.ggml.bos_token_id")
         self.eos_id = metadata.get("tokenizer.ggml.eos_token_id")
         self.end_of_turn_id = metadata.get("tokenizer.ggml.eot_token_id")  # GGUF's eot: a chat turn ends
-        self.pad_id = metadata.get("tokenizer.ggml.padding_token_id")
         add_bos = metadata.get("tokenizer.ggml.add_bos_token", self.spm) and self.bos_id is not None
         self.prefix = [self.bos_id] if add_bos else []  # what a fresh sequence starts with
         self.stop_ids = {i for i in (self.eos_id, self.end_of_turn_id) if i is not None}

@@ -229,3 +229,34 @@ def test_random_corruption_gives_clean_errors_in_both(tokenizer, tmp_path):
     assert tokenizer_from_gguf(read_gguf(good).metadata).vocab_size == tokenizer.vocab_size
     with pytest.raises(LmstackError):
         read_gguf(paths[3])  # a truncated copy
+
+
+def test_metadata_of_the_wrong_type_gives_clean_errors_in_both(tokenizer, tmp_path):
+    """Every tokenizer and hyperparameter key of a valid file replaced by a value of each other type."""
+    import gguf
+
+    from lmstack.io.gguf_file import export_gguf
+    from lmstack.model import Transformer
+    from tests.conftest import tiny_config
+    from tests.gguf_helpers import add_metadata
+
+    good = export_gguf(Transformer(tiny_config(tokenizer.vocab_size)), tokenizer, tmp_path / "good.gguf")
+    reader = gguf.GGUFReader(str(good))
+    meta = read_gguf(good).metadata
+    tensors = {t.name: np.array(t.data).reshape(tuple(reversed(t.shape.tolist()))) for t in reader.tensors}
+    keys = [k for k in meta if k.startswith(("tokenizer.", "llama."))]
+    paths = []
+    for key in keys:
+        for wrong in (7, -1, 2.5, "x", [1, 2], ["a", "b"], True):
+            rest = {k: v for k, v in meta.items() if k not in (key, "general.architecture", "general.alignment")}
+            path = tmp_path / f"{key}-{len(paths)}.gguf"
+
+            def setup(w, rest=rest, key=key, wrong=wrong):
+                add_metadata(w, {k: v for k, v in rest.items() if not k.startswith("llama.")}, prefix="")
+                add_metadata(w, {key: wrong}, prefix="")
+            llama = {k[len("llama."):]: v for k, v in rest.items() if k.startswith("llama.")}
+            paths.append(write_gguf(path, tensors, llama, setup=setup))
+    results = load_all(paths)
+    for loader, got in results.items():
+        crashes = {p.name: got[str(p)][0] for p in paths if got[str(p)][0].startswith("crash")}
+        assert not crashes, (loader, len(crashes), dict(list(crashes.items())[:5]))

@@ -549,7 +549,10 @@ def tokenizer_from_gguf(meta: dict) -> Tokenizer:
                            for i, ty in enumerate(types) if ty == 3])
     hf.add_tokens([AddedToken(tokens[i], special=False, normalized=False) for i, ty in enumerate(types) if ty == 4])
     ids = lambda key: meta.get(f"tokenizer.ggml.{key}_token_id")
-    return Tokenizer(hf, chat_template=meta.get("tokenizer.chat_template"), bos_id=ids("bos"), eos_id=ids("eos"),
+    template = meta.get("tokenizer.chat_template")
+    if template is not None and not isinstance(template, str):
+        raise LmstackError(f"tokenizer.chat_template must be a string, not {_show(template)}")
+    return Tokenizer(hf, chat_template=template, bos_id=ids("bos"), eos_id=ids("eos"),
                      end_of_turn_id=ids("eot"), add_bos=meta.get("tokenizer.ggml.add_bos_token", kind == "llama"),
                      gguf_pre=pre, scores=meta.get("tokenizer.ggml.scores") if kind == "llama" else None)
 
