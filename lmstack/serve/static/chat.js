@@ -56,9 +56,33 @@ function renderMessages() {
   $("messages").replaceChildren();
   if (!state.current) return;
   for (const m of state.current.messages) {
+    if (m.role === "tool-block") { toolBlock(m); continue; }
     const div = bubble(m.role, m.content);
     if (m.note) addNote(div, m.note);
   }
+}
+
+// A tool call and its result as one collapsible block: the call's name and arguments as its title,
+// the result (and any images the tool drew) inside.
+function toolBlock(block) {
+  const box = document.createElement("details");
+  box.className = "msg tool" + (block.error ? " error" : "");
+  const title = document.createElement("summary");
+  title.textContent = `${block.name}(${block.arguments})`;
+  const out = document.createElement("pre");
+  out.textContent = block.result === undefined ? "running…" : block.result;
+  box.append(title, out);
+  for (const png of block.images || []) {
+    const img = document.createElement("img");
+    img.src = "data:image/png;base64," + png;
+    img.alt = `image from ${block.name}`;
+    box.append(img);
+  }
+  box.open = block.result === undefined;
+  $("messages").append(box);
+  $("messages").scrollTop = $("messages").scrollHeight;
+  block.div = box;
+  return box;
 }
 
 function addNote(div, text) {
@@ -86,6 +110,9 @@ async function loadModels() {
       opt.textContent = `${m.id} (${m.context_length} ctx)`;
       sel.append(opt);
     }
+    const tools = (body.data[0] && body.data[0].tools) || [];
+    $("tools-switch").hidden = !tools.length;
+    $("tool-names").textContent = tools.length ? "(" + tools.join(", ") + ")" : "";
     const saved = localStorage.getItem("lmstack.model");
     if (saved && body.data.some((m) => m.id === saved)) sel.value = saved;
   } catch (e) {
@@ -100,19 +127,26 @@ async function send(text) {
   if (chat.title === "New chat") chat.title = text.slice(0, 40);
   bubble("user", text);
   const reply = { role: "assistant", content: "" };
-  const div = bubble("assistant", "");
-  div.classList.add("streaming");
   renderHistory();
 
   const messages = (chat.system.trim() ? [{ role: "system", content: chat.system }] : [])
-    .concat(chat.messages.filter((m) => m.role !== "error").map(({ role, content }) => ({ role, content })));
+    .concat(chat.messages.filter((m) => m.role === "user" || m.role === "assistant")
+      .map(({ role, content }) => ({ role, content })));
   const body = { model: $("model").value, messages, stream: true, stream_options: { include_usage: true },
                  temperature: Number($("temperature").value || 0.7) };
   const maxTokens = parseInt($("max-tokens").value, 10);
   if (maxTokens > 0) body.max_tokens = maxTokens;
+  if (!$("tools-switch").hidden && !$("tools").checked) body.tool_choice = "none";
+  const blocks = {};
+  let div = null;
+  const assistant = () => {  // text after a tool block goes into a new bubble below it
+    if (!div) { div = bubble("assistant", reply.content); div.classList.add("streaming"); }
+    return div;
+  };
 
   state.controller = new AbortController();
   setBusy(true);
+  assistant();
   let finish = null, usage = null;
   try {
     const r = await fetch("/v1/chat/completions", {
@@ -142,7 +176,28 @@ async function send(text) {
           if (chunk.error) throw new Error(chunk.error.message);
           if (chunk.usage) usage = chunk.usage;
           for (const c of chunk.choices || []) {
-            if (c.delta && c.delta.content) { reply.content += c.delta.content; div.textContent = reply.content; }
+            const d = c.delta || {};
+            if (d.content) { reply.content += d.content; assistant().textContent = reply.content; }
+            for (const call of d.tool_calls || []) {
+              if (div) {  // the text so far, if any, is one finished assistant message
+                div.classList.remove("streaming");
+                if (reply.content) chat.messages.push({ role: "assistant", content: reply.content });
+                else div.remove();
+                div = null;
+                reply.content = "";
+              }
+              const block = { role: "tool-block", name: call.function.name, arguments: call.function.arguments };
+              blocks[call.id] = block;
+              chat.messages.push(block);
+              toolBlock(block);
+            }
+            if (d.tool_result && blocks[d.tool_result.tool_call_id]) {
+              const block = blocks[d.tool_result.tool_call_id];
+              Object.assign(block, { result: d.tool_result.content, error: d.tool_result.is_error,
+                                     images: d.tool_result.images || [] });
+              const old = block.div;
+              old.replaceWith(toolBlock(block));  // the filled-in block takes the running one's place
+            }
             if (c.finish_reason) finish = c.finish_reason;
           }
           $("messages").scrollTop = $("messages").scrollHeight;
@@ -153,22 +208,24 @@ async function send(text) {
     if (e.name === "AbortError") {
       finish = "stopped";
     } else {
-      div.remove();
+      if (div) div.remove();
+      div = null;
       chat.messages.push({ role: "error", content: String(e.message || e) });
       bubble("error", String(e.message || e));
     }
   } finally {
-    div.classList.remove("streaming");
+    if (div) div.classList.remove("streaming");
     state.controller = null;
     setBusy(false);
   }
-  if (div.isConnected) {
+  if (div && div.isConnected) {
     reply.note = finish === "stopped" ? "stopped" : finish === "length" ? "cut at the token limit" : "";
     if (usage) reply.note = (reply.note ? reply.note + " · " : "") + `${usage.completion_tokens} tokens`;
     if (reply.note) addNote(div, reply.note);
     div.dataset.finish = finish || "";
     chat.messages.push(reply);
   }
+  for (const block of Object.values(blocks)) delete block.div;
   save();
 }
 
