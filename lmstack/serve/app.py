@@ -182,7 +182,7 @@ async def _complete(http: Request, entry: ModelEntry, req, prompts: list[list[in
     usage_prompt = sum(len(p) for p in prompts)
     requests = _submit_all(eng, jobs, params, param)
     if req.stream:
-        return StreamingResponse(_stream(entry, req, requests, rid, created, chat, usage_prompt),
+        return StreamingResponse(_stream(http, entry, req, requests, rid, created, chat, usage_prompt),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     results = await _drain_all(http, requests)
@@ -232,8 +232,10 @@ def _sse(obj) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-async def _stream(entry: ModelEntry, req, requests: list, rid: str, created: int, chat: bool, usage_prompt: int):
-    """Server-sent events: one chunk per token of each choice (choices interleave), then [DONE]."""
+async def _stream(http: Request, entry: ModelEntry, req, requests: list, rid: str, created: int, chat: bool,
+                  usage_prompt: int):
+    """Server-sent events: one chunk per token of each choice (choices interleave), then [DONE]. A
+    client that goes away ends the stream at once, even while no token is due to be written."""
     obj = "chat.completion.chunk" if chat else "text_completion"
     base = {"id": rid, "object": obj, "created": created, "model": entry.name}
     queue: asyncio.Queue = asyncio.Queue()
@@ -241,6 +243,7 @@ async def _stream(entry: ModelEntry, req, requests: list, rid: str, created: int
     loop = asyncio.get_running_loop()
     for i, r in enumerate(requests):
         threading.Thread(target=_pump, args=(loop, queue, i, r), daemon=True).start()
+    gone = asyncio.ensure_future(_disconnected(http))
     try:
         if chat:
             for i in range(len(requests)):
@@ -248,7 +251,10 @@ async def _stream(entry: ModelEntry, req, requests: list, rid: str, created: int
                                                  "finish_reason": None, "logprobs": None}]})
         open_ = len(requests)
         while open_:
-            batch = [await queue.get()]
+            first = queue.get_nowait() if not queue.empty() else await _next_or_gone(queue, gone)
+            if first is None:
+                return  # the client went away
+            batch = [first]
             while not queue.empty():  # whatever else is ready goes out in the same write
                 batch.append(queue.get_nowait())
             out = []
@@ -271,8 +277,19 @@ async def _stream(entry: ModelEntry, req, requests: list, rid: str, created: int
                                                           "total_tokens": usage_prompt + n}})
         yield "data: [DONE]\n\n"
     finally:  # the client went away, or we are done: free the engine's slots either way
+        gone.cancel()
         for r in requests:
             r.cancel()
+
+
+async def _next_or_gone(queue: asyncio.Queue, gone: asyncio.Future):
+    """The queue's next item, or None if the client goes away first."""
+    got = asyncio.ensure_future(queue.get())
+    await asyncio.wait({got, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if got.done():
+        return got.result()
+    got.cancel()
+    return None
 
 
 def _pump(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, i: int, request) -> None:
