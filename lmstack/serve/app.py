@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmstack.errors import LmstackError
 from lmstack.io.conversations import encode_chat
 from lmstack.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest, conversation, validation_message
+from lmstack.serve.tools_api import ChatOutput, DeltaStream, chat_message, chat_output, check_rendered
 
 STATIC = Path(__file__).parent / "static"
 
@@ -102,13 +103,16 @@ def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
         entry = model_for(req.model)
         eng = entry.engine
         conv = conversation(req)
+        out = chat_output(req, eng.tokenizer, conv.tools)
         template = getattr(eng, "chat_template", None) or getattr(eng.tokenizer, "chat_template", None)
+        shown = out.tools if out.mode != "none" else None
         try:
-            ids, _ = encode_chat(eng.tokenizer, conv.messages, conv.tools, template, add_generation_prompt=True,
+            ids, _ = encode_chat(eng.tokenizer, conv.messages, shown, template, add_generation_prompt=True,
                                  with_mask=False)
         except LmstackError as e:
             raise ApiError(400, str(e), "messages", "template_error") from None
-        return await _complete(http, entry, req, [ids], chat=True, param="messages")
+        check_rendered(eng.tokenizer, ids, shown)
+        return await _complete(http, entry, req, [ids], chat=True, param="messages", output=out)
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, http: Request):
@@ -129,7 +133,7 @@ def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
     return app
 
 
-def _params(req, eng, prompt_len: int, param: str, index: int):
+def _params(req, eng, prompt_len: int, param: str, index: int, constraint=None):
     """SamplingParams for one choice, after checking the prompt and max_tokens against the context."""
     from lmstack.engine import SamplingParams
 
@@ -144,7 +148,7 @@ def _params(req, eng, prompt_len: int, param: str, index: int):
                        "context_length_exceeded")
     seed = None if req.seed is None else req.seed + index
     return SamplingParams(max_new_tokens=req.max_tokens or room, temperature=req.temperature, top_k=req.top_k,
-                          top_p=req.top_p, stop=list(req.stop or []), seed=seed)
+                          top_p=req.top_p, stop=list(req.stop or []), seed=seed, constraint=constraint)
 
 
 def _submit_all(eng, jobs: list[tuple[list[int], int]], params: list, param: str) -> list:
@@ -160,11 +164,12 @@ def _submit_all(eng, jobs: list[tuple[list[int], int]], params: list, param: str
     return out
 
 
-def _drain(request) -> tuple[str, int, str]:
-    """Run one request to the end in this (worker) thread: text, tokens generated, finish reason."""
+def _drain(request, markers: dict[int, str]) -> tuple[str, int, str]:
+    """Run one request to the end in this (worker) thread: text, tokens generated, finish reason.
+    `markers` are special tokens (tool-call markers) that stream no text but must be seen."""
     parts, n, finish = [], 0, "length"
     for ev in request:
-        parts.append(ev.text)
+        parts.append(ev.text or markers.get(ev.token_id, ""))
         n += ev.token_id is not None and ev.token_id >= 0
         if ev.finish_reason:
             finish = ev.finish_reason
@@ -172,25 +177,26 @@ def _drain(request) -> tuple[str, int, str]:
 
 
 async def _complete(http: Request, entry: ModelEntry, req, prompts: list[list[int]], chat: bool, param: str,
-                    echo: list[str] | None = None):
+                    echo: list[str] | None = None, output: ChatOutput | None = None):
     eng = entry.engine
+    output = output or ChatOutput()
     jobs = [(p, i * len(prompts) + k) for i in range(req.n) for k, p in enumerate(prompts)]
     # check every choice before starting any, so a bad request costs no generation
-    params = [_params(req, eng, len(p), param, idx) for p, idx in jobs]
+    params = [_params(req, eng, len(p), param, idx, output.constraint) for p, idx in jobs]
     rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
     created = int(time.time())
     usage_prompt = sum(len(p) for p in prompts)
     requests = _submit_all(eng, jobs, params, param)
     if req.stream:
-        return StreamingResponse(_stream(http, entry, req, requests, rid, created, chat, usage_prompt),
+        return StreamingResponse(_stream(http, entry, req, requests, rid, created, chat, usage_prompt, output),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    results = await _drain_all(http, requests)
+    results = await _drain_all(http, requests, output.markers)
     choices = []
     for i, (text, _, finish) in enumerate(results):
         if chat:
-            choices.append({"index": i, "message": {"role": "assistant", "content": text},
-                            "finish_reason": finish, "logprobs": None})
+            message, finish = chat_message(text, finish, output.mode)
+            choices.append({"index": i, "message": message, "finish_reason": finish, "logprobs": None})
         else:
             prefix = echo[i % len(prompts)] if echo else ""
             choices.append({"index": i, "text": prefix + text, "finish_reason": finish, "logprobs": None})
@@ -201,11 +207,11 @@ async def _complete(http: Request, entry: ModelEntry, req, prompts: list[list[in
                       "total_tokens": usage_prompt + completion}}
 
 
-async def _drain_all(http: Request, requests: list) -> list[tuple[str, int, str]]:
+async def _drain_all(http: Request, requests: list, markers: dict[int, str]) -> list[tuple[str, int, str]]:
     """Every choice run to the end in worker threads. If the client disconnects first, the requests
     are cancelled (their drains then end within a decode step) and the reply goes nowhere; if this
     task is cancelled (the server stopping), so are they."""
-    drains = asyncio.ensure_future(asyncio.gather(*(run_in_threadpool(_drain, r) for r in requests)))
+    drains = asyncio.ensure_future(asyncio.gather(*(run_in_threadpool(_drain, r, markers) for r in requests)))
     gone = asyncio.ensure_future(_disconnected(http))
     try:
         await asyncio.wait({drains, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -233,13 +239,14 @@ def _sse(obj) -> str:
 
 
 async def _stream(http: Request, entry: ModelEntry, req, requests: list, rid: str, created: int, chat: bool,
-                  usage_prompt: int):
+                  usage_prompt: int, output: ChatOutput):
     """Server-sent events: one chunk per token of each choice (choices interleave), then [DONE]. A
     client that goes away ends the stream at once, even while no token is due to be written."""
     obj = "chat.completion.chunk" if chat else "text_completion"
     base = {"id": rid, "object": obj, "created": created, "model": entry.name}
     queue: asyncio.Queue = asyncio.Queue()
     counts = [0] * len(requests)
+    deltas = [DeltaStream(output.mode) for _ in requests]
     loop = asyncio.get_running_loop()
     for i, r in enumerate(requests):
         threading.Thread(target=_pump, args=(loop, queue, i, r), daemon=True).start()
@@ -265,10 +272,11 @@ async def _stream(http: Request, entry: ModelEntry, req, requests: list, rid: st
                     out.append(_sse(ApiError(500, f"generation failed: {ev}").body()))
                 else:
                     counts[i] += ev.token_id is not None and ev.token_id >= 0
-                    if ev.text or ev.finish_reason:
-                        body = {"delta": {"content": ev.text} if ev.text else {}} if chat else {"text": ev.text}
-                        out.append(_sse({**base, "choices": [{"index": i, **body, "finish_reason": ev.finish_reason,
-                                                              "logprobs": None}]}))
+                    if chat:
+                        out += _chat_chunks(base, i, deltas[i], ev, output.markers)
+                    elif ev.text or ev.finish_reason:
+                        out.append(_sse({**base, "choices": [{"index": i, "text": ev.text,
+                                                              "finish_reason": ev.finish_reason, "logprobs": None}]}))
             if out:
                 yield "".join(out)
         if req.stream_options and req.stream_options.include_usage:
@@ -280,6 +288,20 @@ async def _stream(http: Request, entry: ModelEntry, req, requests: list, rid: st
         gone.cancel()
         for r in requests:
             r.cancel()
+
+
+def _chat_chunks(base: dict, i: int, stream: DeltaStream, ev, markers: dict[int, str]) -> list[str]:
+    """The SSE chunks one engine event of choice i becomes: content and tool-call deltas, and the
+    finish reason on the last ("tool_calls" when the reply made calls)."""
+    pieces = stream.push(ev.text or markers.get(ev.token_id, ""))
+    finish = None
+    if ev.finish_reason:
+        tail, finish = stream.finish(ev.finish_reason)
+        pieces += tail
+    chunks = [{"index": i, "delta": d, "finish_reason": None, "logprobs": None} for d in pieces]
+    if finish:
+        chunks.append({"index": i, "delta": {}, "finish_reason": finish, "logprobs": None})
+    return [_sse({**base, "choices": [c]}) for c in chunks]
 
 
 async def _next_or_gone(queue: asyncio.Queue, gone: asyncio.Future):

@@ -86,11 +86,7 @@ class ChatCompletionRequest(_Sampling):
     response_format: dict | None = None
 
     @model_validator(mode="after")
-    def _chat_only(self):
-        if self.response_format and self.response_format.get("type") not in (None, "text"):
-            raise ValueError("only response_format {'type': 'text'} is supported")
-        if self.tool_choice not in (None, "auto", "none"):
-            raise ValueError("tool_choice must be 'auto' or 'none'")
+    def _chat_only(self):  # tools, tool_choice and response_format are read by serve/tools_api.py
         if self.max_completion_tokens and not self.max_tokens:
             self.max_tokens = self.max_completion_tokens
         return self

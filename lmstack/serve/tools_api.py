@@ -11,11 +11,48 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from lmstack.engine.constrain import CLOSE, OPEN, ToolCallConstraint, json_constraint
 from lmstack.engine.tool_calls import ToolCall, ToolCallStream, parse_tool_calls
 from lmstack.errors import LmstackError
+from lmstack.io.tool_specs import ToolSpecError, check_tools
 from lmstack.serve.protocol import ApiError
+
+
+@dataclass
+class ChatOutput:
+    """What a chat request asks its output to be: the tool mode, the tools a call may name, the
+    constraint factory for every choice, and the marker tokens to put back into the text."""
+
+    mode: str = "none"
+    tools: list[dict] | None = None
+    constraint: Callable | None = None
+    markers: dict[int, str] = field(default_factory=dict)
+
+
+def chat_output(req, tok, tools) -> ChatOutput:
+    """Read tools, tool_choice, parallel_tool_calls and response_format once, into a ChatOutput
+    (a 400 naming the parameter for anything malformed)."""
+    try:
+        tools = check_tools(tools) if tools is not None else None
+    except ToolSpecError as e:
+        raise ApiError(400, str(e), e.where, "invalid_value") from None
+    mode, offered = tool_mode(req.tool_choice, tools)
+    constraint = output_constraint(tok, mode, offered, req.parallel_tool_calls, response_schema(req.response_format))
+    return ChatOutput(mode, tools, constraint, markers(tok))
+
+
+def check_rendered(tok, ids: list[int], tools: list[dict] | None) -> None:
+    """A template that has no place for tools drops them silently; refuse instead of answering as if
+    the model had been shown them."""
+    if not tools:
+        return
+    text = tok.decode(ids)
+    missing = [t["function"]["name"] for t in tools if t["function"]["name"] not in text]
+    if missing:
+        raise ApiError(400, f"this model's chat template did not render the tools ({', '.join(missing[:3])} "
+                            "missing from the prompt)", "tools", "tools_not_supported")
 
 
 def tool_mode(tool_choice, tools: list[dict] | None) -> tuple[str, list[dict]]:
