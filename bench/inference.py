@@ -9,12 +9,19 @@ transformers and llama.cpp (the `xllamacpp` wheel), all measured in one run, as 
 Each backend lives in its own worker process (so each has its own peak memory), all loaded once,
 then measured in interleaved rounds: round r runs every backend back to back, so a busy spell on
 the machine hits them all alike. Reported figures are medians over rounds.
-- decode: greedy, 128 new tokens after a 32-token prompt, batch 1, end of sequence ignored;
-  tokens/s from the first new token to the last (prefill excluded).
+- decode: greedy, 128 new tokens after a 32-token prompt, batch 1, end of sequence ignored. For the
+  engine, the whole API call (see below); for llama.cpp its own decode-only timer; for the run file
+  from the first new token to the last; for transformers the call minus a 1-token call.
 - prefill: a 512-token prompt, tokens/s up to the first new token.
 - weights: bytes of weights the backend holds in memory; peak RSS: the worker's maximum resident
   memory (interpreter and libraries included).
 All backends get the same token ids; the first greedy tokens are printed so agreement is visible.
+
+The engine is timed as a user of its API gets it: decode tokens/s is 128 over the wall time of one
+whole `Engine.generate()` call (handing the request to the engine thread, the prefill of the prompt,
+the first token, every step, handing the result back), against llama.cpp's own decode-only timer,
+which leaves its prefill out (its wall time is printed too). `--start` adds the time to the first
+token of fresh processes: eager, `--compile` cold (empty compile cache) and warm, `compile="auto"`.
 """
 
 from __future__ import annotations
@@ -59,6 +66,13 @@ class EngineBackend(Backend):
         self.engine = Engine.load(path, quant=quant, threads=threads, max_batch=1, max_seq_len=1024, compile=compile)
         self.weight_bytes = self.engine.model.weight_bytes()
         self.params = lambda n: SamplingParams(max_new_tokens=n, temperature=0, stop_token_ids=[])
+
+    def decode(self, ids, n):
+        """As a user of the API gets it: the wall time of one whole Engine.generate() call (handing the
+        request to the engine thread, prefill, first token, every step, handing the result back)."""
+        t = time.perf_counter()
+        toks = self.engine.generate([ids], self.params(n))[0].token_ids
+        return len(toks) / (time.perf_counter() - t), toks
 
     def _timed(self, ids, n):
         stamps, toks = [], []
@@ -139,7 +153,11 @@ class LlamaCppBackend(Backend):
                                                "cache_prompt": False})
 
     def decode(self, ids, n):
+        """llama.cpp's own decode-only timer (prefill and first token excluded): the stricter baseline;
+        the wall time of the same call goes to decode_wall."""
+        t = time.perf_counter()
         r = self._complete(ids, n)
+        self.decode_wall = n / (time.perf_counter() - t)
         return r["timings"]["predicted_per_second"], r["choices"][0]["text"]  # text: it gives no ids
 
     def prefill(self, ids):
@@ -174,9 +192,52 @@ def worker(a) -> None:
         tps, toks = b.decode(decode_ids, a.new_tokens)
         ptps = b.prefill(prefill_ids)
         rss = peak_rss()
-        print(json.dumps({"decode": tps, "prefill": ptps, "tokens": toks[:24] if isinstance(toks, list) else toks,
-                          "weights": b.weight_bytes,
+        print(json.dumps({"decode": tps, "decode_wall": getattr(b, "decode_wall", tps), "prefill": ptps,
+                          "tokens": toks[:24] if isinstance(toks, list) else toks, "weights": b.weight_bytes,
                           "peak_rss": rss}), flush=True)
+
+
+# ---- time to first token of a fresh process ---------------------------------------------------------
+STARTS = [("eager", "false"), ("--compile, cold (empty compile cache)", "true"),
+          ("--compile, warm (the cache the cold start wrote)", "true"), ('compile="auto", warm', "auto")]
+
+
+def first_token_worker(a) -> None:
+    """Load as `lmstack generate` does, then print one line when the first token of the prompt arrives."""
+    from lmstack.engine import Engine, SamplingParams
+
+    compile = {"false": False, "true": True, "auto": "auto"}[a.first_token]
+    e = Engine.load(a.model_path, quant="int4", compile=compile, threads=a.threads, max_batch=1, max_seq_len=1024)
+    ids = json.loads(sys.stdin.readline())
+    next(iter(e.submit(ids, SamplingParams(max_new_tokens=2, temperature=0, stop_token_ids=[]))))
+    print(json.dumps({"compiled": e.compiled}), flush=True)
+
+
+def first_tokens(a, path: str, ids: list[int], env: dict) -> tuple[Path, list[dict]]:
+    """Engine int4, each start a fresh process timed from its launch to its first token (Python's
+    start and imports included, as `lmstack generate` has them). The cache directory is a fresh one
+    for this run, so the cold start is cold and the warm ones have only what lmstack cached in its
+    compile directory to go on."""
+    import tempfile
+
+    from lmstack.io.packages import cache_dir
+
+    root = Path(tempfile.mkdtemp(prefix="lmstack-bench-start-"))
+    (root / "models").symlink_to(cache_dir() / "models")
+    out = []
+    for label, mode in STARTS:
+        run_env = {k: v for k, v in env.items() if k != "TORCHINDUCTOR_CACHE_DIR"} | {"LMSTACK_CACHE": str(root)}
+        t = time.perf_counter()
+        w = subprocess.Popen([sys.executable, __file__, "--first-token", mode, "--model-path", path, "--threads",
+                              str(a.threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=run_env)
+        line, _ = w.communicate(json.dumps(ids) + "\n")
+        seconds = time.perf_counter() - t
+        if not line:
+            raise SystemExit(f"{label}: the start failed (run it alone to see why)")
+        out.append({"start": label, "seconds": seconds, **json.loads(line.splitlines()[0])})
+        print(f"{label:<50}{seconds:8.1f} s to the first token (compiled: {out[-1]['compiled']})", file=sys.stderr)
+    return root, out
 
 
 # ---- where the time goes ---------------------------------------------------------------------------
@@ -288,11 +349,16 @@ def main() -> None:
     ap.add_argument("--profile", metavar="BACKEND", help="instead: split an engine backend's decode time into "
                     "categories with torch.profiler (e.g. engine-int4-compile)")
     ap.add_argument("--quality", action="store_true", help="instead: int8/int4 logits against fp32")
+    ap.add_argument("--start", action="store_true", help="also: time to first token of fresh processes, "
+                    "engine int4 eager, --compile cold and warm, compile='auto' warm")
+    ap.add_argument("--first-token", help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--model-path", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         return worker(a)
+    if a.first_token:
+        return first_token_worker(a)
     if a.profile:
         return profile(a)
     if a.quality:
@@ -304,9 +370,13 @@ def main() -> None:
     tok = tokenizer(path)
     ids = tok.encode(TEXT * 40)
     decode_ids, prefill_ids = ids[: a.prompt_tokens], ids[: a.prefill_tokens]
-    names = a.backends.split(",")
+    names = [n for n in a.backends.split(",") if n]
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "OPENBLAS_NUM_THREADS": str(a.threads),
            "MKL_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false", "LLAMA_LOG_VERBOSITY": "1"}
+    starts = []
+    if a.start:
+        root, starts = first_tokens(a, path, decode_ids, env)
+        env["LMSTACK_CACHE"] = str(root)  # the workers below start warm from the compile the starts cached
     workers = {}
     for name in names:  # loaded one after another, so loading does not compete with measuring
         cmd = [sys.executable, __file__, "--worker", name, "--model-path", path, "--threads", str(a.threads),
@@ -331,8 +401,8 @@ def main() -> None:
         w.stdin.close()
         w.wait()
 
-    med = {n: {k: statistics.median(x[k] for x in rs) for k in ("decode", "prefill", "weights", "peak_rss")}
-           for n, rs in rows.items()}
+    med = {n: {k: statistics.median(x[k] for x in rs)
+               for k in ("decode", "decode_wall", "prefill", "weights", "peak_rss")} for n, rs in rows.items()}
     base = med.get("llama.cpp")
     load = os.getloadavg()[0]
     print(f"\nmodel {Path(path).name}, {a.threads} threads, decode {a.new_tokens} tokens after {a.prompt_tokens}, "
@@ -346,12 +416,19 @@ def main() -> None:
         text = out if isinstance(out, str) else tok.decode(out)
         print(f"{n:<22}{m['decode']:>13.1f}{rd:>13}{m['prefill']:>15.1f}{rp:>13}{m['weights'] / 1e6:>12.1f}"
               f"{m['peak_rss'] / 1e6:>13.0f}  {text[:40]!r}")
+    if base:
+        print(f"(llama.cpp's decode by the wall time of its call: {base['decode_wall']:.1f} tok/s; the engine's "
+              f"figures are wall times of whole Engine.generate() calls)")
+        for n in (n for n in med if n.startswith("engine")):
+            print(f"{n} vs llama.cpp's wall time: {med[n]['decode'] / base['decode_wall']:.2f}x")
+    for s in starts:
+        print(f"start: {s['start']:<50}{s['seconds']:8.1f} s to the first token (compiled: {s['compiled']})")
     if "transformers" in med:
         for n in (n for n in med if n.startswith("engine")):
             print(f"{n} decode vs transformers: {med[n]['decode'] / med['transformers']['decode']:.1f}x")
     if a.json:
         Path(a.json).write_text(json.dumps({"model": Path(path).name, "threads": a.threads, "rounds": rows,
-                                            "median": med, "load_average": load}, indent=1))
+                                            "median": med, "starts": starts, "load_average": load}, indent=1))
 
 
 if __name__ == "__main__":

@@ -21,8 +21,12 @@ HELP = "commands: /reset (forget the conversation), /system <text> (set the syst
 def add_engine_flags(p: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
     """Model, speed and sampling flags shared by `generate` and `chat`."""
     p.add_argument("--model", required=True, help="a .gguf file, a training run directory or a model name")
-    p.add_argument("--quant", default="none", choices=["none", "int8", "int4"], help="weight-only quantisation")
-    p.add_argument("--compile", action="store_true", help="torch.compile the decoder layer (a one-off wait)")
+    p.add_argument("--quant", default="auto", choices=["auto", "none", "int8", "int4"],
+                   help="weight-only quantisation; auto: the engine type nearest to how the file stores its weights")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the whole decode step: the first time a wait (about a minute on "
+                        "SmolLM2-135M), then cached on disk for later starts; default: compile when such a "
+                        "compile is cached, else run eagerly")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--max-seq-len", type=int, help="KV-cache length (default: the model's context)")
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
@@ -35,8 +39,8 @@ def add_engine_flags(p: argparse.ArgumentParser, max_new_tokens: int, temperatur
 
 
 def engine_from_args(a: argparse.Namespace) -> Engine:
-    return Engine.load(a.model, quant=a.quant, compile=a.compile, threads=a.threads, max_batch=1,
-                       max_seq_len=a.max_seq_len)
+    return Engine.load(a.model, quant=a.quant, compile="auto" if a.compile is None else a.compile,
+                       threads=a.threads, max_batch=1, max_seq_len=a.max_seq_len)
 
 
 def params_from_args(a: argparse.Namespace) -> SamplingParams:

@@ -16,6 +16,7 @@ import itertools
 import queue
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 import gguf
 import torch
 
+from lmstack.engine.compiled import cache_key, compile_decode, is_cached
 from lmstack.engine.forward import FastTransformer
 from lmstack.engine.quant import QUANTS
 from lmstack.engine.sampling import Sampler, SamplingParams, sample_batch
@@ -68,6 +70,7 @@ def auto_quant(info: dict) -> str:
 
 
 _END = object()
+STREAM_INTERVAL_S = 0.05  # a streaming reader is woken at least this often (see _Mailbox)
 _LIVE: weakref.WeakSet = weakref.WeakSet()  # engines whose scheduler thread may be running
 
 
@@ -77,6 +80,44 @@ def _stop_all() -> None:
     inside a PyTorch kernel at exit can abort the process)."""
     for engine in list(_LIVE):
         engine.close()
+
+
+class _Mailbox:
+    """Events from the engine thread to the one thread reading a request.
+
+    The engine appends without waking the reader each time: it wakes it for the first event, for
+    the last, when STREAM_INTERVAL_S has passed since it last did, and before work that may take
+    long (a prefill), so a stream still arrives at once and then at least 20 times a second. On 2
+    cores, waking the reader for every token cost about 1 ms per 8 ms token: its thread displaces
+    one of the engine's OpenMP threads and the whole parallel region waits. `quiet` (a reader that
+    only wants the end) skips the wake-ups on the way."""
+
+    def __init__(self):
+        self._items: collections.deque = collections.deque()
+        self._cv = threading.Condition(threading.Lock())
+        self._woken = float("-inf")  # when the reader was last woken
+        self.unsent = False  # items appended since then
+        self.quiet = False
+
+    def put(self, item, wake: bool = False) -> None:
+        self._items.append(item)
+        now = time.monotonic()
+        if wake or (not self.quiet and now - self._woken >= STREAM_INTERVAL_S):
+            self.wake(now)
+        else:
+            self.unsent = True
+
+    def wake(self, now: float | None = None) -> None:
+        with self._cv:
+            self._woken, self.unsent = time.monotonic() if now is None else now, False
+            self._cv.notify()
+
+    def get(self):
+        """The oldest item, waiting for one if there is none (only this reader ever removes items)."""
+        with self._cv:
+            while not self._items:
+                self._cv.wait()
+        return self._items.popleft()
 
 
 class Request:
@@ -94,7 +135,7 @@ class Request:
         self.finish_reason: str | None = None
         self.cancelled = False
         self.pos = 0  # where the next input token goes in the cache
-        self._events: queue.Queue = queue.Queue()
+        self._events = _Mailbox()
         self._done = False
         self._error: BaseException | None = None
 
@@ -116,45 +157,10 @@ class Request:
 
     def result(self) -> Completion:
         """Wait for the end (reading any events not yet taken) and return the whole completion."""
+        self._events.quiet = True  # nothing to show on the way: wake only at the end
         for _ in self:
             pass
         return Completion(list(self.token_ids), self.stream.text, self.finish_reason or "stop", len(self.prompt))
-
-
-def compile_decode(model: FastTransformer, max_batch: int) -> tuple[Callable, Callable]:
-    """Compile the whole decode step, now, into one graph per batch shape: a single sequence (the
-    common case, specialised) and any number of them (batch size left symbolic). The whole step
-    rather than one layer, because per-call overheads are what a small model's token time is made
-    of: per-layer graphs were 40% slower on SmolLM2-135M. Guards on the modules' attributes are
-    skipped (they cannot change); guards on tensors stay. Only what varies is symbolic (the span,
-    and the batch size of decode_many): with every size symbolic, the wrapper evaluated shape
-    formulas for each operation on every call, 1 ms of 9 per token. Size asserts are off for the
-    same reason. A lower threshold for storing rather than recomputing a value keeps the final
-    norm out of the vocabulary product's inner loop (Inductor otherwise recomputed it for each of
-    the 49152 rows: 3.8 instead of 1.2 ms). Returns (decode_one, decode_many)."""
-    opts = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe, "size_asserts": False,
-            "realize_cpu_opcount_threshold": 4}
-    one = torch.compile(model.decode_span, options=opts)
-    many = torch.compile(model.decode_batch, options=opts)
-
-    def span(length: int) -> torch.Tensor:
-        s = torch.arange(length)
-        torch._dynamo.mark_dynamic(s, 0)  # compiled once for every length
-        return s
-
-    def decode_one(tokens, pos, length):
-        return one(tokens, pos, span(length))
-
-    def decode_many(tokens, pos, length):
-        torch._dynamo.decorators.mark_unbacked(tokens, 0)  # no specialisation on the batch size
-        torch._dynamo.decorators.mark_unbacked(pos, 0)
-        return many(tokens, pos, span(length))
-
-    # position 1 of the first slots (later writes overwrite it)
-    decode_one(torch.tensor([0]), torch.tensor([1]), 2)
-    if max_batch > 1:
-        decode_many(torch.tensor([0, 0]), torch.tensor([1, 1]), 2)
-    return decode_one, decode_many
 
 
 class Engine:
@@ -166,7 +172,7 @@ class Engine:
     every region waits on a futex. On 2 cores a model loaded on the main thread and run on another
     decoded at half speed (SmolLM2-135M int4: 28 instead of 14 ms per token)."""
 
-    def __init__(self, model: Transformer, tokenizer: Tokenizer, quant: str = "none", compile: bool = False,
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, quant: str = "none", compile: bool | str = False,
                  threads: int | None = None, max_batch: int = 8, max_seq_len: int | None = None,
                  chat_template: str | None = None, kv_cache_mb: float = KV_CACHE_MB):
         """quant="auto" is "none" here: the model's weights are already floats."""
@@ -174,16 +180,18 @@ class Engine:
                     threads, max_batch, max_seq_len, kv_cache_mb)
 
     @classmethod
-    def load(cls, path: str | Path, quant: str = "auto", compile: bool = False, threads: int | None = None,
+    def load(cls, path: str | Path, quant: str = "auto", compile: bool | str = "auto", threads: int | None = None,
              max_batch: int = 8, max_seq_len: int | None = None, kv_cache_mb: float = KV_CACHE_MB) -> Engine:
         """From a GGUF file, a training run, a HF checkpoint directory or a model name. quant="auto"
-        runs a quantised file quantised (`auto_quant`); "none", "int8" or "int4" choose."""
+        runs a quantised file quantised (`auto_quant`); "none", "int8" or "int4" choose. compile="auto"
+        compiles the decode step when a compile of this model, shape and quantisation is cached on
+        disk (engine/compiled.py) and runs eagerly otherwise; True compiles (and fills the cache)."""
         from lmstack.load import load_model
 
         engine = cls.__new__(cls)
 
         def read():
-            model, tok, info = load_model(path)
+            model, tok, info = load_model(path, lazy=True)  # weights converted as they are read
             info = info if isinstance(info, dict) else {}
             if quant == "auto":
                 engine.quant = auto_quant(info)
@@ -192,13 +200,15 @@ class Engine:
         engine._start(read, quant, compile, threads, max_batch, max_seq_len, kv_cache_mb)
         return engine
 
-    def _start(self, read: Callable, quant: str, compile: bool, threads: int | None, max_batch: int,
+    def _start(self, read: Callable, quant: str, compile: bool | str, threads: int | None, max_batch: int,
                max_seq_len: int | None, kv_cache_mb: float) -> None:
         """Check the settings, then start the engine thread and wait until it has built the model."""
         if quant not in QUANTS + ("auto",):
             raise LmstackError(f"unknown quantisation {quant!r}; choose from auto, {', '.join(QUANTS)}")
         if max_batch < 1:
             raise LmstackError(f"max_batch must be >= 1, got {max_batch}")
+        if compile not in (True, False, "auto"):
+            raise LmstackError(f"compile must be True, False or 'auto', got {compile!r}")
         if not 0 < kv_cache_mb < float("inf"):
             raise LmstackError(f"kv_cache_mb must be > 0, got {kv_cache_mb}")
         self.kv_cache_mb = kv_cache_mb
@@ -231,8 +241,10 @@ class Engine:
         self.kv_budget_tokens = int(self.kv_cache_mb * 2**20) // self.model.cache.bytes_per_token
         self.default_stop_ids = set(getattr(tokenizer, "stop_ids", None) or {tokenizer.end_of_text_id})
         self._decode_one = self._decode_many = self.model.decode
-        if self.compile:
-            self._decode_one, self._decode_many = compile_decode(self.model, self.max_batch)
+        key = cache_key(self.model.config, self.quant, self.max_batch, self.max_seq_len, self.threads)
+        self.compiled = self.compile is True or (self.compile == "auto" and is_cached(key))
+        if self.compiled:
+            self._decode_one, self._decode_many = compile_decode(self.model, self.max_batch, key)
 
     # ---- requests -------------------------------------------------------------------------------
     def submit(self, prompt_ids: list[int], params: SamplingParams | None = None) -> Request:
@@ -307,6 +319,8 @@ class Engine:
                     return
                 admit = self._admissible()
             try:
+                if admit:  # a prefill may take long: first hand out what the running ones have made
+                    self._hand_out()
                 for r in admit:
                     self._prefill(r)
                 self._drop_finished()
@@ -318,10 +332,16 @@ class Engine:
                     if r.finish_reason is None:
                         r.finish_reason = "error"
                         r._events.put(e)
-                        r._events.put(_END)
+                        r._events.put(_END, wake=True)
                 for slot in range(len(self._running)):
                     self.model.cache.release(slot, 0)
                 self._running = []
+
+    def _hand_out(self) -> None:
+        """Wake the readers of running requests that have events they have not been woken for."""
+        for r in self._running:
+            if r._events.unsent:
+                r._events.wake()
 
     def _admissible(self) -> list[Request]:
         """Take the pending requests that fit now, in order: each needs a free slot and room in the KV
@@ -349,7 +369,8 @@ class Engine:
         run = self._running
         tokens = torch.tensor([r.token_ids[-1] for r in run])
         pos = torch.tensor([r.pos for r in run])
-        if self.on_step is not None:
+        if self.on_step is not None:  # a hook that may wait on what readers have seen
+            self._hand_out()
             self.on_step([r.id for r in run])
         decode = self._decode_one if len(run) == 1 else self._decode_many
         logits = decode(tokens, pos, max(r.pos for r in run) + 1)
@@ -377,7 +398,7 @@ class Engine:
     def _finish(self, r: Request, reason: str, flush: bool = True) -> None:
         r.finish_reason = reason
         r._events.put(TokenEvent(-1, r.stream.finish() if flush else "", reason))
-        r._events.put(_END)
+        r._events.put(_END, wake=True)
 
     def _drop_finished(self) -> None:
         """Let finished and cancelled sequences go, moving the last running one into each freed slot."""

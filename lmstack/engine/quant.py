@@ -13,6 +13,8 @@ and the vocabulary is stored once (at int8 at least: see forward.py).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,6 +22,13 @@ import torch.nn.functional as F
 QUANTS = ("none", "int8", "int4")
 INT4_GROUP = 32
 _INT4_BLOCK_N = 64  # the CPU int4 kernel packs 64 output rows together
+
+
+class RowSource(Protocol):
+    """A matrix read a block of rows at a time: m[i:j] is rows i..j-1 as a tensor."""
+    shape: tuple[int, int]
+
+    def __getitem__(self, rows: slice) -> torch.Tensor: ...
 
 
 def int4_fits(n_out: int, n_in: int, group: int = INT4_GROUP) -> bool:
@@ -32,25 +41,30 @@ class QLinear(nn.Module):
 
     int4 falls back to int8 for a shape the kernel cannot pack (say so via `.kind`)."""
 
-    def __init__(self, weight: torch.Tensor, quant: str = "none", group: int = INT4_GROUP):
+    def __init__(self, weight: torch.Tensor | RowSource, quant: str = "none", group: int = INT4_GROUP):
+        """`weight` is a tensor, or anything that gives blocks of its rows as `weight[i:j]` (a matrix
+        still in its file): int8 reads it a block at a time, so a vocabulary matrix never exists in
+        float32 whole."""
         super().__init__()
         if quant not in QUANTS:
             raise ValueError(f"unknown quantisation {quant!r}; choose from {', '.join(QUANTS)}")
-        w = weight.detach().float()
+        w = weight.detach() if isinstance(weight, torch.Tensor) else weight
         self.n_out, self.n_in = w.shape
         if quant == "int4" and not int4_fits(self.n_out, self.n_in, group):
             quant = "int8"
         self.kind, self.group = quant, group
         if quant == "none":
-            self.register_buffer("weight", w.contiguous())
+            self.register_buffer("weight", w[:].float().contiguous())
         elif quant == "int8":
-            scale = w.abs().amax(1).clamp(min=1e-12) / 127
-            q = torch.empty(w.shape, dtype=torch.int8)
+            q, scale = torch.empty((self.n_out, self.n_in), dtype=torch.int8), torch.empty(self.n_out)
             for i in range(0, self.n_out, 4096):  # by blocks of rows: no fp32 temporaries of a vocabulary matrix
-                q[i:i + 4096] = (w[i:i + 4096] / scale[i:i + 4096, None]).round_().clamp_(-127, 127)
+                rows = w[i:i + 4096].float()
+                scale[i:i + 4096] = rows.abs().amax(1).clamp(min=1e-12) / 127
+                q[i:i + 4096] = (rows / scale[i:i + 4096, None]).round_().clamp_(-127, 127)
             self.register_buffer("weight", q)
             self.register_buffer("scale", scale.to(torch.bfloat16))
         else:
+            w = w[:].float()
             g = w.reshape(self.n_out, self.n_in // group, group)
             lo, hi = g.amin(-1), g.amax(-1)
             scale = ((hi - lo) / 15).clamp(min=1e-12)

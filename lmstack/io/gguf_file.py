@@ -524,6 +524,40 @@ def raw_tensors(path: str | Path) -> dict[str, RawTensor]:
                                           t.data) for t in reader.tensors}
 
 
+class TensorFile:
+    """A `llama` GGUF file read one tensor (or a block of its rows) at a time, for a runtime that
+    converts weights as it reads them and never holds the whole model as float32 (the engine).
+
+    Validated like read_gguf. Each read takes the tensor's bytes with pread rather than through the
+    memory map, so they leave memory as soon as they are converted; a mapped page would stay
+    resident, and counted, until the whole file is unmapped."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        reader, self.metadata, self.config = _validated(self.path)
+        for t in reader.tensors:
+            if t.tensor_type.name not in READ_TYPES:
+                raise LmstackError(f"{self.path}: tensor {t.name} has unsupported type {t.tensor_type.name} "
+                                   f"(supported: {', '.join(READ_TYPES)})")
+        self._tensors = {torch_name(t.name): t for t in reader.tensors}
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in reversed(self._tensors[name].shape.tolist()))
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Rows start..stop of a tensor (our state-dict name), as float32 in PyTorch's (rows, ...) order."""
+        t = self._tensors[name]
+        shape = self.shape(name)
+        stop = shape[0] if stop is None else min(stop, shape[0])
+        row_bytes = int(t.n_bytes) // shape[0]
+        with open(self.path, "rb") as f:
+            raw = os.pread(f.fileno(), (stop - start) * row_bytes, int(t.data_offset) + start * row_bytes)
+        blocks = np.frombuffer(raw, dtype=t.data.dtype).reshape(stop - start, *t.data.shape[1:])
+        arr = np.asarray(gguf.quants.dequantize(blocks, t.tensor_type), dtype=np.float32)
+        return torch.from_numpy(arr.reshape(stop - start, *shape[1:]).copy() if not arr.flags.writeable
+                                else arr.reshape(stop - start, *shape[1:]))
+
+
 def tokenizer_from_gguf(meta: dict) -> Tokenizer:
     """Rebuild the tokenizer a GGUF file describes: byte-level BPE (`gpt2`, with the pre-tokenizer the
     file names) or SentencePiece-style BPE with byte fallback (`llama`), its special tokens and ids,

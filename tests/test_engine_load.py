@@ -1,0 +1,128 @@
+"""Loading a GGUF file straight into the engine (tensor by tensor: the whole float32 model never
+exists), and the compiled decode step's cache on disk behind compile="auto"."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmstack.engine import Engine, SamplingParams
+from lmstack.engine.compiled import artifacts_path, cache_key, is_cached, load_artifacts
+from lmstack.engine.forward import FastTransformer
+from lmstack.engine.quant import QLinear
+from lmstack.errors import LmstackError
+from lmstack.io.gguf_file import TensorFile, export_gguf
+from lmstack.load import load_model
+from lmstack.model import Transformer
+from tests.conftest import tiny_config
+
+GREEDY = dict(temperature=0.0, stop_token_ids=[])
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    """Random weights with spread-out logits; shapes the int4 kernel can pack (multiples of 64)."""
+    torch.manual_seed(1)
+    m = Transformer(tiny_config(tokenizer.vocab_size, dim=64, ffn_dim=128, max_seq_len=64))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.15 if "tok_emb" not in name else 1.0)
+    return m.eval()
+
+
+@pytest.mark.parametrize("dtype", ["f32", "q8_0"])
+@pytest.mark.parametrize("quant", ["none", "int8", "int4"])
+def test_lean_load_builds_the_same_engine_weights(model, tokenizer, tmp_path, dtype, quant):
+    """Read tensor by tensor from the file, the engine's weights are exactly those it builds from the
+    whole float32 model the training path reads, and so are its logits."""
+    path = export_gguf(model, tokenizer, tmp_path / "m.gguf", dtype=dtype)
+    full = load_model(path)[0]
+    lean = load_model(path, lazy=True)[0]
+    ids = torch.tensor(tokenizer.encode("ROMEO:\nThe king doth speak"))
+    with torch.inference_mode():
+        a, b = FastTransformer(full, quant, 1, 64), FastTransformer(lean, quant, 1, 64)
+        assert a.state_dict().keys() == b.state_dict().keys()
+        for name, t in a.state_dict().items():
+            assert torch.equal(t, b.state_dict()[name]), name
+        assert torch.equal(a.prefill(ids, 0, all_logits=True), b.prefill(ids, 0, all_logits=True))
+
+
+def test_engine_load_generates_what_the_full_model_engine_does(model, tokenizer, tmp_path):
+    path = export_gguf(model, tokenizer, tmp_path / "m.gguf", dtype="q8_0")
+    ids = tokenizer.encode("JULIET:")
+    p = SamplingParams(max_new_tokens=12, **GREEDY)
+    lean = Engine.load(path, quant="int8", max_batch=1, compile=False)
+    full = Engine(load_model(path)[0], tokenizer, quant="int8", max_batch=1)
+    try:
+        assert lean.generate([ids], p)[0].token_ids == full.generate([ids], p)[0].token_ids
+    finally:
+        lean.close()
+        full.close()
+
+
+def test_vocabulary_matrix_is_read_by_blocks_of_rows(model, tokenizer, tmp_path, monkeypatch):
+    """int8 quantises the vocabulary matrix a block of rows at a time as it reads it, so it is never
+    in float32 whole; and by blocks it gives the same result as from the whole tensor."""
+    w = torch.randn(5000, 64)
+
+    class Rows:
+        shape, asked = w.shape, []
+
+        def __getitem__(self, rows):
+            self.asked.append(rows)
+            return w[rows]
+
+    src = Rows()
+    by_rows, whole = QLinear(src, "int8"), QLinear(w, "int8")
+    assert len(src.asked) == 2 and all(s.stop - s.start <= 4096 for s in src.asked)
+    assert torch.equal(by_rows.weight, whole.weight) and torch.equal(by_rows.scale, whole.scale)
+
+    reads = []
+    plain = TensorFile.read
+    monkeypatch.setattr(TensorFile, "read", lambda self, name, start=0, stop=None: (
+        reads.append((name, start, stop)), plain(self, name, start, stop))[1])
+    with torch.inference_mode():
+        FastTransformer(load_model(export_gguf(model, tokenizer, tmp_path / "m.gguf"), lazy=True)[0], "int8", 1, 64)
+    vocab_reads = [r for r in reads if r[0] == "tok_embeddings.weight"]
+    assert vocab_reads and all(stop is not None for _, _, stop in vocab_reads)  # never "the whole tensor"
+    assert len({n for n, _, _ in reads}) == len(model.state_dict()) - 1  # every tensor once (output is tied)
+
+
+def test_compile_cache_key_names_everything_the_graphs_depend_on(model):
+    cfg = model.config
+    key = cache_key(cfg, "int4", 1, 64, 2)
+    assert key == cache_key(cfg, "int4", 1, 64, 2)
+    others = [cache_key(cfg, "int8", 1, 64, 2), cache_key(cfg, "int4", 4, 64, 2), cache_key(cfg, "int4", 1, 32, 2),
+              cache_key(cfg, "int4", 1, 64, 1), cache_key(tiny_config(cfg.vocab_size, dim=128), "int4", 1, 64, 2)]
+    assert len({key, *others}) == 6
+
+
+def test_unusable_compile_cache_is_a_miss_and_is_removed():
+    key = "0" * 24
+    artifacts_path(key).parent.mkdir(parents=True, exist_ok=True)
+    artifacts_path(key).write_bytes(b"not a cache")
+    assert is_cached(key) and not load_artifacts(key)
+    assert not is_cached(key)
+
+
+def test_bad_compile_value_is_one_line(model, tokenizer):
+    with pytest.raises(LmstackError, match="compile must be"):
+        Engine(model, tokenizer, compile="yes")
+
+
+def test_compile_auto_is_eager_until_an_explicit_compile_fills_the_cache(model, tokenizer):
+    """The cache is per test (LMSTACK_CACHE): "auto" first runs eagerly, compile=True compiles and
+    writes the cache, and "auto" then compiles; all three give the same tokens."""
+    ids, p = tokenizer.encode("HAMLET:\nGood night"), SamplingParams(max_new_tokens=8, **GREEDY)
+    out = []
+    for compile, compiled in (("auto", False), (True, True), ("auto", True)):
+        e = Engine(model, tokenizer, quant="int8", compile=compile, max_batch=1)
+        try:
+            assert e.compiled is compiled
+            assert is_cached(cache_key(e.model.config, "int8", 1, e.max_seq_len, e.threads)) is (compile is True
+                                                                                                 or compiled)
+            out.append(e.generate([ids], p)[0].token_ids)
+        finally:
+            e.close()
+    assert out[0] == out[1] == out[2]
