@@ -28,6 +28,14 @@ def test_bad_jsonl_line_is_reported_with_its_number(tmp_path):
         load_documents(str(tmp_path / "bad.jsonl"))
 
 
+def test_jsonl_that_is_not_utf8_names_the_line_while_txt_is_decoded_with_replacement(tmp_path):
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(LmstackError, match=r"bad\.jsonl:2: not valid UTF-8"):
+        load_documents(str(tmp_path / "bad.jsonl"))
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 au lait")
+    assert load_documents(str(tmp_path / "latin1.txt"))[0].text.startswith("caf\ufffd au lait")
+
+
 def test_missing_and_empty_corpus_errors(tmp_path):
     with pytest.raises(LmstackError, match="not found"):
         load_documents(str(tmp_path / "nothing*.txt"))

@@ -6,7 +6,7 @@ import pytest
 import lmstack.io.shards as shards
 from lmstack.errors import LmstackError
 from lmstack.io.corpora import load_documents, split_documents
-from lmstack.io.shards import Batches, TokenSplit, build_dataset
+from lmstack.io.shards import Batches, TokenSplit, build_dataset, cached_dataset
 
 
 def test_dataset_layout_dtype_and_document_separators(dataset, tokenizer, corpus_dir):
@@ -67,3 +67,16 @@ def test_missing_or_damaged_dataset(dataset, tmp_path):
 def test_window_longer_than_split_is_refused(dataset):
     with pytest.raises(LmstackError, match="fewer than one window"):
         Batches(dataset, 10**6, 1)
+
+
+def test_cached_dataset_is_reused_and_a_held_out_only_one_has_no_train_split(corpus_dir, tokenizer):
+    train, val = split_documents(load_documents(str(corpus_dir / "*.txt")), 0.2)
+    d = cached_dataset(train, val, tokenizer)
+    stamp = (d / "meta.json").stat().st_mtime_ns
+    assert cached_dataset(train, val, tokenizer) == d and (d / "meta.json").stat().st_mtime_ns == stamp
+    whole = cached_dataset([], train + val, tokenizer)  # what eval builds for a file given to it
+    assert whole != d
+    n_tokens = sum(len(tokenizer.encode(doc.text)) + 1 for doc in train + val)  # + end of text after each
+    assert len(TokenSplit.open(whole, "val")) == n_tokens
+    with pytest.raises(LmstackError, match="train split .* is empty"):
+        TokenSplit.open(whole, "train")
