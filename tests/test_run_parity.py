@@ -57,6 +57,26 @@ def test_tokenizer_and_greedy_generation_agree(model, tokenizer, tmp_path):
     assert ours == ref
 
 
+def test_the_run_file_reads_the_same_config_under_the_same_names(model, tokenizer, tmp_path):
+    """run.Config speaks ModelConfig's vocabulary: every field is one of ModelConfig's (or its head_dim
+    property) with the same value read from the same file, save rope_dim (partial rotary dimensions,
+    which only the run file supports)."""
+    import dataclasses
+
+    from lmstack.io.gguf_file import read_gguf
+    from lmstack.model import ModelConfig
+
+    path = export_gguf(model, tokenizer, tmp_path / "m.gguf", "f32")
+    ours, theirs = runfile.load(str(path)).config, read_gguf(path).config
+    names = {f.name for f in dataclasses.fields(runfile.Config)}
+    assert names - {f.name for f in dataclasses.fields(ModelConfig)} == {"head_dim", "rope_dim"}
+    assert {f.name for f in dataclasses.fields(ModelConfig)} <= names
+    for name in names - {"rope_dim"}:  # floats are float32 in the file; the package rounds them to 7 digits
+        want = getattr(theirs, name)
+        assert getattr(ours, name) == (pytest.approx(want, rel=1e-6) if isinstance(want, float) else want), name
+    assert ours.rope_dim == theirs.head_dim
+
+
 def test_script_streams_text_from_the_parameters_file(model, tokenizer, tmp_path):
     path = export_gguf(model, tokenizer, tmp_path / "m.gguf", "q8_0")
     r = subprocess.run([sys.executable, str(RUN_PY), str(path), "KING:", "-n", "20", "--seed", "1"],
