@@ -105,3 +105,55 @@ def test_tool_message_needs_a_matching_call(client):
     msgs = ASK + [{"role": "tool", "tool_call_id": "call_missing", "content": "42"}]
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="tiny", messages=msgs, max_tokens=4)
+
+
+@pytest.fixture(scope="module")
+def tool_server(tokenizer):
+    """A server with its own tools: a calculator, and a tool that draws a (tiny) PNG."""
+    from lmstack.tools import Tool, ToolResult
+    from lmstack.tools.calculator import calculator_tool
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    draw = Tool("draw", "Draw a picture.", {"type": "object", "properties": {"kind": {"enum": ["bar", "line"]}},
+                                            "required": ["kind"], "additionalProperties": False},
+                fn=lambda kind: ToolResult(f"drew a {kind} chart", images=[png]))
+    torch.manual_seed(0)
+    engine = Engine(Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=2048)).eval(), tokenizer, max_batch=4)
+    with running_server(create_app({"tiny": engine}, tools=[calculator_tool(), draw])) as url:
+        yield url, openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=120)
+    engine.close()
+
+
+def test_the_servers_own_tools_run_in_the_server(tool_server):
+    url, client = tool_server
+    assert client.models.list().data[0].model_extra["tools"] == ["calculator", "draw"]
+    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Draw it."}],
+                                       tool_choice={"type": "function", "function": {"name": "draw"}},
+                                       max_tokens=80, seed=5)
+    trace = r.choices[0].model_extra["tool_trace"]
+    assert trace[0]["tool_calls"][0]["function"]["name"] == "draw"
+    assert trace[1]["role"] == "tool" and trace[1]["content"].startswith("drew a ")
+    assert r.choices[0].message.tool_calls is None and r.usage.completion_tokens > 0
+    # streaming: the call, then its result (with the image), then the answer
+    chunks = list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Draw it."}],
+                                                 tool_choice={"type": "function", "function": {"name": "draw"}},
+                                                 max_tokens=80, seed=5, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    kinds = ["call" if d.tool_calls else "result" if (d.model_extra or {}).get("tool_result") else "text"
+             for d in deltas]
+    assert kinds.index("call") < kinds.index("result")
+    result = next(d.model_extra["tool_result"] for d in deltas if (d.model_extra or {}).get("tool_result"))
+    assert result["name"] == "draw" and result["images"] and not result["is_error"]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_client_tools_and_none_bypass_the_servers_tools(tool_server):
+    _, client = tool_server
+    r = client.chat.completions.create(model="tiny", messages=ASK, tool_choice="none", max_tokens=4)
+    assert "tool_trace" not in (r.choices[0].model_extra or {})
+    r = client.chat.completions.create(model="tiny", messages=ASK, tools=[ALARM], tool_choice="required",
+                                       parallel_tool_calls=False, max_tokens=120, seed=6)
+    assert r.choices[0].message.tool_calls[0].function.name == "set_alarm"  # returned to the client, not run
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", messages=ASK, max_tokens=4,
+                                       tool_choice={"type": "function", "function": {"name": "rm"}})

@@ -12,6 +12,7 @@ exception: an unknown tool, arguments that break the schema, a timeout or a cras
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -48,11 +49,12 @@ class LoopConfig:
 class ToolEvent:
     """What happens, in order: text as it streams, a call as soon as it is complete, its result."""
 
-    kind: str  # "text" | "call" | "result"
+    kind: str  # "text" | "call" | "result" | "round" (a generation ended: `tokens` it produced)
     text: str = ""
     call: ToolCall | None = None
     is_error: bool = False
     images: list[bytes] = field(default_factory=list)
+    tokens: int = 0
 
 
 def run_tool(tools: dict[str, ToolLike], call: ToolCall, timeout: float, limit: int) -> tuple[str, bool, list]:
@@ -79,7 +81,7 @@ def run_tool(tools: dict[str, ToolLike], call: ToolCall, timeout: float, limit: 
 
 
 def _generate_round(engine: Engine, messages: list[dict], specs: list[dict], params: SamplingParams,
-                    cfg: LoopConfig, choice: str) -> Iterator[ToolEvent]:
+                    cfg: LoopConfig, choice: str, cancelled: threading.Event) -> Iterator[ToolEvent]:
     """One generation: text events as they stream and call events as blocks close."""
     tok = engine.tokenizer
     ids, _ = encode_chat(tok, messages, tools=specs or None, template=engine.chat_template,
@@ -93,9 +95,12 @@ def _generate_round(engine: Engine, messages: list[dict], specs: list[dict], par
         parallel = cfg.parallel_tool_calls
         params = replace(params, constraint=lambda: ToolCallConstraint(tok, offered, mode=mode, parallel=parallel))
     markers = {tok.special_ids[m]: m for m in (OPEN, CLOSE) if m in tok.special_ids}  # specials stream no text
-    stream, req = ToolCallStream(), engine.submit(ids, params)
+    stream, req, n = ToolCallStream(), engine.submit(ids, params), 0
     try:
         for ev in req:
+            if cancelled.is_set():
+                return
+            n += ev.token_id >= 0
             text, calls = stream.push(ev.text or markers.get(ev.token_id, ""))
             if text:
                 yield ToolEvent("text", text)
@@ -108,13 +113,17 @@ def _generate_round(engine: Engine, messages: list[dict], specs: list[dict], par
         yield ToolEvent("text", text)
     for c in calls:
         yield ToolEvent("call", call=c)
+    yield ToolEvent("round", tokens=n)
 
 
 def tool_loop(engine: Engine, messages: list[dict], tools: Sequence[ToolLike], params: SamplingParams,
-              cfg: LoopConfig | None = None, record: Callable[[dict], None] | None = None) -> Iterator[ToolEvent]:
+              cfg: LoopConfig | None = None, record: Callable[[dict], None] | None = None,
+              cancelled: threading.Event | None = None) -> Iterator[ToolEvent]:
     """Run the conversation to the model's final answer. Yields ToolEvents; each message the loop
-    adds (assistant turns with their calls, tool results, the answer) is passed to `record`."""
+    adds (assistant turns with their calls, tool results, the answer) is passed to `record`. Setting
+    `cancelled` (a client gone) stops generation within a step and runs no further tools."""
     cfg = cfg or LoopConfig()
+    cancelled = cancelled or threading.Event()
     by_name = {t.name: t for t in tools}
     specs = [t.spec() for t in tools]
     if cfg.tool_choice not in ("auto", "required", "none") and cfg.tool_choice not in by_name:
@@ -125,10 +134,10 @@ def tool_loop(engine: Engine, messages: list[dict], tools: Sequence[ToolLike], p
         last = round_ == cfg.max_rounds or (round_ == 0 and cfg.tool_choice == "none")
         choice = cfg.tool_choice if round_ == 0 else "auto"
         text, calls = [], []
-        for ev in _generate_round(engine, convo, [] if last else specs, params, cfg, choice):
+        for ev in _generate_round(engine, convo, [] if last else specs, params, cfg, choice, cancelled):
             if ev.kind == "text":
                 text.append(ev.text)
-            else:
+            elif ev.kind == "call":
                 calls.append(ev.call)
             yield ev
         reply = {"role": "assistant", "content": "".join(text).strip()}
@@ -137,7 +146,7 @@ def tool_loop(engine: Engine, messages: list[dict], tools: Sequence[ToolLike], p
         convo.append(reply)
         if record:
             record(reply)
-        if not calls:
+        if not calls or cancelled.is_set():
             return
         for c in calls:
             content, is_error, images = run_tool(by_name, c, cfg.timeout, cfg.result_chars)

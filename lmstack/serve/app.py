@@ -28,6 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmstack.errors import LmstackError
 from lmstack.io.conversations import encode_chat
+from lmstack.serve import builtin
+from lmstack.serve.limits import Limits, LimitsMiddleware
 from lmstack.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest, conversation, validation_message
 from lmstack.serve.tools_api import ChatOutput, DeltaStream, chat_message, chat_output, check_rendered
 
@@ -40,17 +42,22 @@ class ModelEntry:
     def __init__(self, name: str, engine, source: str = ""):
         self.name, self.engine, self.source = name, engine, source
         self.created = int(time.time())
+        self.tools: list = []  # the server's built-in tools, offered to requests without tools of their own
 
     def card(self) -> dict:
         return {"id": self.name, "object": "model", "created": self.created, "owned_by": "lmstack",
-                "context_length": self.engine.max_seq_len}
+                "context_length": self.engine.max_seq_len, "tools": [t.name for t in self.tools]}
 
 
-def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
-    """A FastAPI app serving the given engines ({name: engine}) under their names."""
+def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None = None,
+               limits: Limits | None = None) -> FastAPI:
+    """A FastAPI app serving the given engines ({name: engine}) under their names, with the server's
+    own tools (lmstack.tools) for requests that bring none, behind the front-door `limits`."""
     entries = models if isinstance(models, list) else [ModelEntry(n, e) for n, e in models.items()]
     if not entries:
         raise LmstackError("serve: no model to serve")
+    for m in entries:
+        m.tools = list(tools or [])
     by_name = {m.name: m for m in entries}
 
     @contextlib.asynccontextmanager
@@ -61,6 +68,7 @@ def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
 
     app = FastAPI(title="lmstack", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.models = by_name
+    app.add_middleware(LimitsMiddleware, limits=limits or Limits())
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError):
@@ -103,6 +111,8 @@ def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
         entry = model_for(req.model)
         eng = entry.engine
         conv = conversation(req)
+        if builtin.uses_builtin(req, entry.tools):
+            return await _builtin_reply(http, entry, req, conv.messages)
         out = chat_output(req, eng.tokenizer, conv.tools)
         template = getattr(eng, "chat_template", None) or getattr(eng.tokenizer, "chat_template", None)
         shown = out.tools if out.mode != "none" else None
@@ -131,6 +141,34 @@ def create_app(models: dict[str, object] | list[ModelEntry]) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _builtin_reply(http: Request, entry: ModelEntry, req, messages: list[dict]):
+    """A reply in which the model may use the server's tools (serve/builtin.py)."""
+    eng = entry.engine
+    if req.n != 1:
+        raise ApiError(400, "n must be 1 when the server's tools are used (or send tool_choice 'none')", "n",
+                       "invalid_value")
+    specs = [t.spec() for t in entry.tools]
+    template = getattr(eng, "chat_template", None) or getattr(eng.tokenizer, "chat_template", None)
+    try:
+        ids, _ = encode_chat(eng.tokenizer, messages, specs, template, add_generation_prompt=True, with_mask=False)
+    except LmstackError as e:
+        raise ApiError(400, str(e), "messages", "template_error") from None
+    check_rendered(eng.tokenizer, ids, specs)
+    params = _params(req, eng, len(ids), "messages", 0)
+    cfg = builtin.loop_config(req, entry.tools)
+    rid, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
+    base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": entry.name}
+    if req.stream:
+        return StreamingResponse(builtin.stream(http, eng, messages, entry.tools, params, cfg, base, _sse,
+                                                _disconnected),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    choice, tokens = await builtin.reply(http, eng, messages, entry.tools, params, cfg, _disconnected)
+    return {"id": rid, "object": "chat.completion", "created": created, "model": entry.name,
+            "choices": [{"index": 0, "logprobs": None, **choice}],
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": tokens, "total_tokens": len(ids) + tokens}}
 
 
 def _params(req, eng, prompt_len: int, param: str, index: int, constraint=None):
