@@ -58,20 +58,28 @@ def browser_or_skip() -> str:
 
 
 @pytest.fixture(scope="module")
-def page_and_url(tmp_path_factory, tokenizer):
+def browser():
+    """One headless Chromium for the module (Playwright's sync API runs one instance per thread)."""
     browser_path = browser_or_skip()
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page_and_url(browser, tmp_path_factory, tokenizer):
     # a long context, so a greedy reply runs long enough to be stopped by hand
     slow = tiny_run(tmp_path_factory.mktemp("long"), tokenizer, seed=2, max_seq_len=2048)
     small = tiny_run(tmp_path_factory.mktemp("small"), tokenizer, seed=0, max_seq_len=256)
     engines = {"tiny": Engine.load(str(small)), "tiny-long": Engine.load(str(slow))}
-    with running_server(create_app(engines)) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS)
+    with running_server(create_app(engines)) as url:
         page = browser.new_page()
         page.goto(url + "/")
         yield page, url, engines
-        browser.close()
+        page.close()
 
 
 def test_chat_streams_keeps_history_and_uses_the_system_prompt(page_and_url):
@@ -145,3 +153,66 @@ def test_errors_are_shown_not_swallowed(page_and_url):
     page.wait_for_selector(".msg.error")
     assert "maximum context length" in page.locator(".msg.error").inner_text()
     assert page.locator("#send").is_enabled()
+
+
+@pytest.fixture(scope="module")
+def tools_page(browser, tokenizer):
+    """The web chat against a server with its own tools; requests are forced (by rewriting their
+    body in the browser) to call the drawing tool, so an untrained model still makes a call."""
+    import json
+
+    import torch
+
+    from lmstack.model import Transformer
+    from lmstack.tools import Tool, ToolResult
+    from lmstack.tools.calculator import calculator_tool
+    from tests.conftest import tiny_config
+
+    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
+           b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND"
+           b"\xaeB`\x82")
+    draw = Tool("draw", "Draw a chart.", {"type": "object", "properties": {"kind": {"enum": ["bar", "line"]}},
+                                          "required": ["kind"], "additionalProperties": False},
+                fn=lambda kind: ToolResult(f"drew a {kind} chart", images=[png]))
+    torch.manual_seed(0)
+    engine = Engine(Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=2048)).eval(), tokenizer)
+    sent = []
+
+    def force_draw(route):
+        body = json.loads(route.request.post_data)
+        sent.append(dict(body))
+        if body.get("tool_choice") != "none":
+            body["tool_choice"] = {"type": "function", "function": {"name": "draw"}}
+        body["max_tokens"] = 60
+        route.continue_(post_data=json.dumps(body))
+
+    with running_server(create_app({"tiny": engine}, tools=[calculator_tool(), draw])) as url:
+        page = browser.new_page()
+        page.route("**/v1/chat/completions", force_draw)
+        page.goto(url + "/")
+        yield page, sent
+        page.close()
+    engine.close()
+
+
+def test_tool_calls_and_images_show_in_the_chat(tools_page):
+    page, sent = tools_page
+    page.wait_for_selector("#tools-switch:not([hidden])")
+    assert page.locator("#tool-names").inner_text() == "(calculator, draw)"
+    page.fill("#input", "draw me a chart")
+    page.press("#input", "Enter")
+    page.wait_for_selector(".msg.tool img")
+    block = page.locator(".msg.tool").first
+    assert block.locator("summary").inner_text().startswith("draw(")
+    assert not block.locator("pre").is_visible()  # done: collapsed to its title, the image still shown
+    block.locator("summary").click()
+    assert "drew a " in block.locator("pre").inner_text()
+    page.wait_for_selector("#send:not([disabled])")
+    assert "tool_choice" not in sent[-1]  # the switch is on: the server's tools are offered
+    page.click("#tools")  # off: this request asks for no tools
+    page.fill("#input", "no tools now")
+    page.press("#input", "Enter")
+    page.wait_for_function("document.querySelectorAll('.msg.user').length === 2")
+    page.wait_for_selector("#send:not([disabled])")
+    assert sent[-1]["tool_choice"] == "none"
+    assert page.locator(".msg.tool").count() == 1

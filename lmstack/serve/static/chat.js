@@ -62,23 +62,25 @@ function renderMessages() {
   }
 }
 
-// A tool call and its result as one collapsible block: the call's name and arguments as its title,
-// the result (and any images the tool drew) inside.
+// A tool call and its result: the call's name and arguments as the title of a collapsible block
+// holding the result; images the tool drew are shown below it, always visible.
 function toolBlock(block) {
-  const box = document.createElement("details");
+  const box = document.createElement("div");
   box.className = "msg tool" + (block.error ? " error" : "");
+  const details = document.createElement("details");
   const title = document.createElement("summary");
   title.textContent = `${block.name}(${block.arguments})`;
   const out = document.createElement("pre");
   out.textContent = block.result === undefined ? "running…" : block.result;
-  box.append(title, out);
+  details.append(title, out);
+  details.open = block.result === undefined;
+  box.append(details);
   for (const png of block.images || []) {
     const img = document.createElement("img");
     img.src = "data:image/png;base64," + png;
     img.alt = `image from ${block.name}`;
     box.append(img);
   }
-  box.open = block.result === undefined;
   $("messages").append(box);
   $("messages").scrollTop = $("messages").scrollHeight;
   block.div = box;
