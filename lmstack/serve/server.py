@@ -20,8 +20,9 @@ def model_name(spec: str) -> tuple[str, str]:
 
 
 def load_entries(specs: list[str], quant: str = "auto", threads: int | None = None, max_batch: int = 32,
-                 compile: bool = False, kv_cache_mb: float | None = None) -> list[ModelEntry]:
-    """One engine per model. quant="auto" runs each file as it is stored (a Q4_1 file as int4, ...)."""
+                 compile: bool | str = "auto", kv_cache_mb: float | None = None) -> list[ModelEntry]:
+    """One engine per model. quant="auto" runs each file as it is stored (a Q4_1 file as int4, ...);
+    compile="auto" compiles the decode step when that compile is cached on disk."""
     from lmstack.engine import Engine
     from lmstack.engine.engine import KV_CACHE_MB
 
@@ -38,12 +39,12 @@ def load_entries(specs: list[str], quant: str = "auto", threads: int | None = No
 
 
 def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: str = "auto",
-          threads: int | None = None, max_batch: int = 32, compile: bool = False,
+          threads: int | None = None, max_batch: int = 32, compile: bool | str = "auto",
           kv_cache_mb: float | None = None) -> None:
     import uvicorn
 
     entries = load_entries(specs, quant, threads, max_batch, compile, kv_cache_mb)
     app = create_app(entries)
-    names = ", ".join(f"{e.name} ({e.engine.quant}{', compiled' if e.engine.compile else ''})" for e in entries)
+    names = ", ".join(f"{e.name} ({e.engine.quant}{', compiled' if e.engine.compiled else ''})" for e in entries)
     print(f"serving {names} at http://{host}:{port}/  (API: http://{host}:{port}/v1)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
