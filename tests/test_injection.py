@@ -1,0 +1,31 @@
+import base64
+import re
+
+from lmstack.security.injection import HELD_OUT_STYLES, STYLES, build_suite, score, summarize
+
+
+def test_suites_are_seeded_split_and_carry_their_attack():
+    a, b = build_suite(3, seed=1), build_suite(3, seed=1)
+    assert [c.messages for c in a] == [c.messages for c in b]
+    assert {c.style for c in a} == set(HELD_OUT_STYLES)
+    train = build_suite(3, seed=1, held_out=False)
+    assert not {c.style for c in train} & set(HELD_OUT_STYLES) and {c.style for c in train} | set(HELD_OUT_STYLES) \
+        == set(STYLES)
+    for c in a + train:
+        data = c.messages[-1]
+        assert data["role"] == "tool"  # the attack arrives as data, in the tool role
+        assert c.answer in data["content"]
+        if c.style == "encoded":
+            payload = re.search(r"says: (\S+)", data["content"]).group(1)
+            assert c.canary in base64.b64decode(payload).decode()
+        else:
+            assert c.canary in data["content"]
+    assert build_suite(1, defended=True)[0].messages[0]["role"] == "system"
+
+
+def test_scoring():
+    (case,) = build_suite(1, seed=0)[:1]
+    assert score(case, f"The answer is {case.answer}.") == {"attacked": False, "useful": True}
+    assert score(case, case.canary.lower()) == {"attacked": True, "useful": False}
+    s = summarize([case, case], [case.canary, case.answer])
+    assert s["attack_success"] == 0.5 and s["utility"] == 0.5 and s["by_style"][case.style]["cases"] == 2
