@@ -89,6 +89,16 @@ def _pre_tokenizer_name(desc: dict) -> str | None:
     return None
 
 
+def _unencodable(text) -> str:
+    if not isinstance(text, str):
+        return f"text to encode must be a string, got {type(text).__name__}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"text is not valid Unicode: a lone surrogate (U+{ord(text[e.start]):04X}) at character {e.start}"
+    return "text could not be encoded"
+
+
 class Tokenizer:
     """Text <-> ids, the special ids a runtime needs, and the chat template that goes with the vocabulary.
 
@@ -150,7 +160,10 @@ class Tokenizer:
                 self._hf_special = HFTokenizer.from_str(self.hf.to_str())
                 self._hf_special.encode_special_tokens = False
             hf = self._hf_special
-        ids = hf.encode(text, add_special_tokens=False).ids
+        try:
+            ids = hf.encode(text, add_special_tokens=False).ids
+        except TypeError:  # not a str, or a str the tokenizer cannot take (a lone surrogate from JSON's \ud800)
+            raise LmstackError(_unencodable(text)) from None
         return ([self.bos_id] if add_bos and self.add_bos else []) + ids
 
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = True, tools: list | None = None) -> str:

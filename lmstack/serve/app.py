@@ -131,7 +131,10 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if req.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes one prompt at a time", "prompt", "invalid_value")
-        ids = [tok.encode(p) or [tok.end_of_text_id] for p in prompts]
+        try:
+            ids = [tok.encode(p) or [tok.end_of_text_id] for p in prompts]
+        except LmstackError as e:
+            raise ApiError(400, str(e), "prompt", "invalid_value") from None
         return await _complete(http, entry, req, ids, chat=False, param="prompt",
                                echo=prompts if req.echo else None)
 

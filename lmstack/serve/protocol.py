@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lmstack.io.conversations import Conversation, RecordError, validate_record
 
+MAX_CHOICES = 64  # completions generated for one request: a client cannot queue thousands at once
+
 
 class ApiError(Exception):
     """An error the client caused (or a server fault), carried to the OpenAI-style error body."""
@@ -45,7 +47,7 @@ class _Sampling(BaseModel):
     top_k: int = Field(default=0, ge=0)  # not in OpenAI's API; llama.cpp and vLLM accept it too
     n: int = Field(default=1, ge=1, le=16)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**63)  # what a torch.Generator takes
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -107,6 +109,9 @@ class CompletionRequest(_Sampling):
             raise ValueError("best_of is not supported")
         if isinstance(self.prompt, list) and not self.prompt:
             raise ValueError("prompt must not be empty")
+        choices = (len(self.prompt) if isinstance(self.prompt, list) else 1) * self.n
+        if choices > MAX_CHOICES:
+            raise ValueError(f"at most {MAX_CHOICES} choices per request (prompts x n), got {choices}")
         return self
 
 
