@@ -8,6 +8,7 @@ stops that reply and keeps the session; Ctrl-D (or /exit) leaves.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -97,9 +98,41 @@ def _prompt_ids(engine: Engine, system: str | None, history: list[dict], user: s
         del history[:2]  # the oldest user message and its reply
 
 
+def _tool_reply(engine: Engine, messages: list[dict], tools: list, params: SamplingParams,
+                out: TextIO) -> tuple[list[dict], bool]:
+    """One reply with tools: text as it streams, each call and its result as they happen. Returns the
+    messages the reply added (calls, results, answer) and whether Ctrl-C stopped it."""
+    import tempfile
+    import threading
+
+    from lmstack.engine.tool_loop import tool_loop
+
+    added: list[dict] = []
+    cancelled = threading.Event()
+    try:
+        for ev in tool_loop(engine, messages, tools, params, record=added.append, cancelled=cancelled):
+            if ev.kind == "text":
+                out.write(ev.text)
+            elif ev.kind == "call":
+                out.write(f"\n[{ev.call.name}({json.dumps(ev.call.arguments)})]\n")
+            elif ev.kind == "result":
+                shown = ev.text if len(ev.text) <= 400 else ev.text[:400] + " ..."
+                out.write(f"[-> {shown}]\n")
+                for png in ev.images:
+                    with tempfile.NamedTemporaryFile("wb", suffix=".png", prefix="lmstack-", delete=False) as f:
+                        f.write(png)
+                    out.write(f"[image saved to {f.name}]\n")
+            out.flush()
+    except KeyboardInterrupt:
+        cancelled.set()
+        return added, True
+    return added, False
+
+
 def chat(engine: Engine, params: SamplingParams, system: str | None = None,
-         read: Callable[[str], str] = input, out: TextIO = sys.stdout) -> list[dict]:
-    """The read-reply loop; returns the conversation when the user leaves."""
+         read: Callable[[str], str] = input, out: TextIO = sys.stdout, tools: list | None = None) -> list[dict]:
+    """The read-reply loop; returns the conversation when the user leaves. With `tools`, the model may
+    call them (engine/tool_loop.py), and each call and result is shown as it happens."""
     history: list[dict] = []
     reserve = min(params.max_new_tokens, engine.max_seq_len // 4)
     out.write(f"{HELP}\nCtrl-C stops a reply; Ctrl-D quits.\n")
@@ -127,6 +160,17 @@ def chat(engine: Engine, params: SamplingParams, system: str | None = None,
             out.write(f"unknown command {text.split()[0]}; {HELP}\n")
             continue
         if not text:
+            continue
+        if tools:
+            messages = ([{"role": "system", "content": system}] if system else []) + history + [
+                {"role": "user", "content": line}]
+            try:
+                added, stopped = _tool_reply(engine, messages, tools, params, out)
+            except LmstackError as e:
+                out.write(f"error: {e}\n")
+                continue
+            out.write(" [stopped]\n" if stopped else "\n")
+            history += [{"role": "user", "content": line}] + added
             continue
         try:
             ids = _prompt_ids(engine, system, history, line, reserve)

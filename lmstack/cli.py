@@ -373,7 +373,17 @@ def add_serve(sub) -> None:
                    help="most memory the KV cache may take (default 2048); requests wait for room")
     s.add_argument("--threads", type=int)
     s.add_argument("--max-batch", type=int, default=32, help="requests decoded together")
+    add_tool_flags(s)
+    s.add_argument("--api-key-file", help="API keys, one a line: every /v1 request must send Authorization: Bearer KEY")
+    s.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body")
+    s.add_argument("--max-concurrent", type=int, default=16, help="requests in flight per key (or client address)")
+    s.add_argument("--rate-per-minute", type=int, default=600, help="requests started per minute per key")
     s.set_defaults(fn=cmd_serve)
+
+
+def add_tool_flags(p) -> None:
+    p.add_argument("--tools", help="built-in tools the model may call, comma-separated: calculator,python,search")
+    p.add_argument("--docs", help="what the search tool searches: a folder of .txt/.md/.pdf files or 'shakespeare'")
 
 
 def cmd_serve(a) -> None:
@@ -384,8 +394,17 @@ def cmd_serve(a) -> None:
     check_int("--max-batch", a.max_batch, 1)
     if a.threads is not None:
         check_int("--threads", a.threads, 1)
+    from lmstack.serve.limits import Limits
+
+    check_int("--max-concurrent", a.max_concurrent, 1)
+    check_int("--rate-per-minute", a.rate_per_minute, 1)
+    if not a.max_body_mb > 0:
+        raise LmstackError(f"--max-body-mb must be positive, got {a.max_body_mb}")
+    limits = Limits(max_body_bytes=int(a.max_body_mb * 2**20), max_concurrent=a.max_concurrent,
+                    rate_per_minute=a.rate_per_minute)
     serve(a.model or ["runs/speedrun/assistant"], a.host, a.port, quant=a.quant, threads=a.threads,
-          max_batch=a.max_batch, compile=a.compile, kv_cache_mb=a.kv_cache_mb)
+          max_batch=a.max_batch, compile=a.compile, kv_cache_mb=a.kv_cache_mb, tools=a.tools, docs=a.docs,
+          api_key_file=a.api_key_file, limits=limits)
 
 
 def add_sample(sub) -> None:
@@ -452,15 +471,18 @@ def add_chat(sub) -> None:
     s = sub.add_parser("chat", help="multi-turn chat in the terminal with the fast engine, streaming")
     s.add_argument("--system", help="system prompt")
     add_engine_flags(s, max_new_tokens=512, temperature=0.7)
+    add_tool_flags(s)
     s.set_defaults(fn=cmd_chat)
 
 
 def cmd_chat(a) -> None:
     from lmstack.chat_cli import chat, engine_from_args, params_from_args
+    from lmstack.tools.builtin import builtin_tools
 
     params = params_from_args(a)
     _check_engine_flags(a)
-    chat(engine_from_args(a), params, system=a.system)
+    tools = builtin_tools(a.tools or [], a.docs)  # checked (and documents indexed) before the model loads
+    chat(engine_from_args(a), params, system=a.system, tools=tools)
 
 
 # --- scaling ----------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from lmstack.errors import LmstackError
 from lmstack.serve.app import ModelEntry, create_app
+from lmstack.serve.limits import Limits, read_api_keys
 
 
 def model_name(spec: str) -> tuple[str, str]:
@@ -40,11 +42,26 @@ def load_entries(specs: list[str], quant: str = "auto", threads: int | None = No
 
 def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: str = "auto",
           threads: int | None = None, max_batch: int = 32, compile: bool | str = "auto",
-          kv_cache_mb: float | None = None) -> None:
+          kv_cache_mb: float | None = None, tools: str | None = None, docs: str | None = None,
+          api_key_file: str | None = None, limits: Limits | None = None) -> None:
+    """Load the models and the tools, then serve until stopped. Everything a flag names is checked
+    (and the documents indexed) before the first model is loaded."""
     import uvicorn
 
+    from lmstack.tools.builtin import builtin_tools
+
+    limits = limits or Limits()
+    if api_key_file:
+        limits = replace(limits, api_keys=read_api_keys(api_key_file))
+    limits.check()
+    toolset = builtin_tools(tools or [], docs)
     entries = load_entries(specs, quant, threads, max_batch, compile, kv_cache_mb)
-    app = create_app(entries)
+    app = create_app(entries, tools=toolset, limits=limits)
     names = ", ".join(f"{e.name} ({e.engine.quant}{', compiled' if e.engine.compiled else ''})" for e in entries)
     print(f"serving {names} at http://{host}:{port}/  (API: http://{host}:{port}/v1)")
+    if toolset:
+        print(f"tools: {', '.join(t.name for t in toolset)}")
+    if not limits.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {host} without API keys: anyone who can reach this address can use the "
+              "models and their tools (give --api-key-file)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
