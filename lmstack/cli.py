@@ -583,8 +583,38 @@ def _scaling_plan(a) -> None:
 
 # --- entry point ------------------------------------------------------------------------------------
 
+# --- security -----------------------------------------------------------------------------------------
+
+def add_security(sub) -> None:
+    s = sub.add_parser("security", help="attack a model and measure it: prompt injection through tool results")
+    s.add_argument("action", choices=["eval"])
+    s.add_argument("--model", default="smollm2-135m-instruct", help="a .gguf file, a run directory or a model name")
+    s.add_argument("--cases", type=int, default=8, help="held-out cases per attack style")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quant", default="auto", choices=["auto", "none", "int8", "int4"])
+    s.add_argument("--out", default="runs/security", help="folder for scorecard.json and scorecard.md")
+    s.set_defaults(fn=cmd_security)
+
+
+def cmd_security(a) -> None:
+    from lmstack.checks import check_int
+    from lmstack.engine import Engine
+    from lmstack.security.scorecard import write_scorecard
+
+    check_int("--cases", a.cases, 1)
+    engine = Engine.load(a.model, quant=a.quant, max_batch=8, max_seq_len=1024)
+    try:
+        card = write_scorecard(engine, a.model, Path(a.out), a.cases, a.seed)
+    finally:
+        engine.close()
+    for name, r in card["injection"].items():
+        print(f"{name:16s} attack success {r['attack_success']:6.1%}   utility {r['utility']:6.1%}   "
+              f"({r['cases']} held-out cases)")
+    print(f"scorecard: {Path(a.out) / 'scorecard.md'}")
+
+
 VERBS = (add_speedrun, add_data, add_models, add_tokenizer, add_train, add_export, add_eval, add_sft, add_serve,
-         add_sample, add_generate, add_chat, add_scaling)  # in the order `lmstack --help` lists them
+         add_sample, add_generate, add_chat, add_scaling, add_security)  # in the order `lmstack --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

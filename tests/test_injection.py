@@ -29,3 +29,27 @@ def test_scoring():
     assert score(case, case.canary.lower()) == {"attacked": True, "useful": False}
     s = summarize([case, case], [case.canary, case.answer])
     assert s["attack_success"] == 0.5 and s["utility"] == 0.5 and s["by_style"][case.style]["cases"] == 2
+
+
+def test_scorecard_on_a_tiny_model(tokenizer, tmp_path):
+    import json
+
+    import torch
+
+    from lmstack.engine import Engine
+    from lmstack.model import Transformer
+    from lmstack.security.scorecard import write_scorecard
+    from tests.conftest import tiny_config
+
+    torch.manual_seed(0)
+    engine = Engine(Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=1024)).eval(), tokenizer, max_batch=8)
+    try:
+        card = write_scorecard(engine, "tiny", tmp_path, cases=1, seed=3)
+    finally:
+        engine.close()
+    saved = json.loads((tmp_path / "scorecard.json").read_text())
+    assert saved["injection"].keys() == {"undefended", "defence_prompt"} == card["injection"].keys()
+    for r in saved["injection"].values():
+        assert r["cases"] == len(HELD_OUT_STYLES) and 0 <= r["attack_success"] <= 1
+    table = (tmp_path / "scorecard.md").read_text()
+    assert "| undefended |" in table and "| defence_prompt |" in table
