@@ -136,3 +136,18 @@ def hold_until_cancelled(monkeypatch, engine, after: int = 1) -> tuple[list, thr
     monkeypatch.setattr(engine, "submit", submit)
     monkeypatch.setattr(engine, "on_step", on_step)
     return submitted, reached, cancelled
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's real vocabulary, read from its GGUF file: <tool_call> is plain text there."""
+    from lmstack.io.gguf_file import read_gguf, tokenizer_from_gguf
+    from lmstack.io.models import resolve_model
+
+    return tokenizer_from_gguf(read_gguf(resolve_model("smollm2-135m-instruct", quiet=True)).metadata)
+
+
+@pytest.fixture(params=["lmstack", "smollm2"])
+def any_tokenizer(request, tokenizer):
+    """Each test twice: on an lmstack vocabulary (markers are special tokens) and on SmolLM2's."""
+    return tokenizer if request.param == "lmstack" else request.getfixturevalue("smollm2_tokenizer")

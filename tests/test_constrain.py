@@ -40,19 +40,6 @@ def _sample(tok, constraint, rng, steps=400, bias=None):
     return tok.decode(ids)  # special tokens kept: <tool_call> may be one
 
 
-@pytest.fixture(scope="module")
-def smollm2_tokenizer():
-    """A real vocabulary where <tool_call> is plain text, not a special token."""
-    from lmstack.io.gguf_file import read_gguf, tokenizer_from_gguf
-    from lmstack.io.models import resolve_model
-
-    return tokenizer_from_gguf(read_gguf(resolve_model("smollm2-135m-instruct", quiet=True)).metadata)
-
-
-@pytest.fixture(params=["lmstack", "smollm2"])
-def any_tokenizer(request, tokenizer):
-    # an lmstack vocabulary, where <tool_call> is one special token, and SmolLM2's
-    return tokenizer if request.param == "lmstack" else request.getfixturevalue("smollm2_tokenizer")
 
 
 def _schema(name):

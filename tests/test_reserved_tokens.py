@@ -13,7 +13,6 @@ import json
 import random
 import unicodedata
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,20 +69,8 @@ def corpus(tok, n: int, seed: int = 0) -> list[str]:
     return out[:n]
 
 
-@pytest.fixture(scope="module")
-def smollm2_tokenizer():
-    from lmstack.io.gguf_file import read_gguf, tokenizer_from_gguf
-    from lmstack.io.models import resolve_model
-
-    return tokenizer_from_gguf(read_gguf(resolve_model("smollm2-135m-instruct", quiet=True)).metadata)
-
-
-@pytest.fixture(params=["lmstack", "smollm2"])
-def tok(request, tokenizer):
-    return tokenizer if request.param == "lmstack" else request.getfixturevalue("smollm2_tokenizer")
-
-
-def test_text_never_encodes_to_a_reserved_token(tok, request):
+def test_text_never_encodes_to_a_reserved_token(any_tokenizer, request):
+    tok = any_tokenizer
     reserved = set(special_token_ids(tok).values())
     texts = corpus(tok, 100_000 if tok is request.getfixturevalue("tokenizer") else 20_000)
     for i in range(0, len(texts), 5_000):
@@ -107,9 +94,10 @@ def _special_counts(tok, ids: list[int]) -> dict[int, int]:
     return {i: ids.count(i) for i in reserved if i in ids}
 
 
-def test_role_boundaries_come_only_from_the_template(tok):
+def test_role_boundaries_come_only_from_the_template(any_tokenizer):
     """The special tokens of a rendered prompt are exactly those of the same conversation with
     harmless text: in every role, for every adversarial string."""
+    tok = any_tokenizer
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
     want = _special_counts(tok, encode_chat(tok, _roles("x"), tools=tools, add_generation_prompt=True,
                                             with_mask=False)[0])
