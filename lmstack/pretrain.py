@@ -6,7 +6,6 @@ ckpt.pt, metrics.jsonl and loss.png sit beside it, and `lmstack export` adds mod
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from lmstack.checks import ConfigError, check_float, check_int
 from lmstack.errors import LmstackError
 from lmstack.io.corpora import load_documents, split_documents
-from lmstack.io.files import read_json
+from lmstack.io.files import read_json, write_json
 from lmstack.io.shards import Batches, cached_dataset
 from lmstack.io.tokenizer import SPECIAL_TOKENS, Tokenizer, train_tokenizer
 from lmstack.model import ModelConfig, Transformer, preset
@@ -126,12 +125,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, o
     model = build_model(cfg, tok.vocab_size)
     data = Batches(data_dir, model.config.max_seq_len, cfg.train.batch_size, seed=cfg.train.seed)
     if cluster.is_main:
-        tmp = run_json.with_name("run.json.tmp")
-        tmp.write_text(json.dumps({**asdict(cfg), "data_dir": str(data_dir),
-                                   "model_config": model.config.to_dict(), "world_size": cluster.world_size,
-                                   "params": model.num_params(), "params_non_embedding": model.num_params(True)},
-                                  indent=1))
-        tmp.replace(run_json)
+        write_json(run_json, {**asdict(cfg), "data_dir": str(data_dir), "model_config": model.config.to_dict(),
+                              "world_size": cluster.world_size, "params": model.num_params(),
+                              "params_non_embedding": model.num_params(True)})
     if progress and cluster.is_main:
         print(f"model: {model.num_params() / 1e6:.2f}M parameters "
               f"({model.num_params(True) / 1e6:.2f}M non-embedding), {model.config}")

@@ -22,6 +22,7 @@ from lmstack.checks import ConfigError, check_float, check_int
 from lmstack.errors import LmstackError
 from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.conversations import Conversation, read_conversations
+from lmstack.io.files import write_json
 from lmstack.io.packing import ConversationBatches
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.load import load_model
@@ -126,9 +127,7 @@ def sft(cfg: SFTConfig, progress: bool = True, overwrite: bool = False, resume: 
     }
     if isinstance(info, dict) and "data_dir" in info:  # an lmstack base: bits per byte stays measurable
         run_info["data_dir"] = info["data_dir"]
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(run_info, indent=1))
-    tmp.replace(run_dir / "run.json")
+    write_json(run_dir / "run.json", run_info)
     res = train(model, data, tc, run_dir, token_bytes=tok.token_byte_lengths(), resume=resume, progress=progress)
     if cfg.lora:
         _save_merged(model, run_dir, res)

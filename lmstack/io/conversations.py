@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lmstack.errors import LmstackError
 from lmstack.io.chat_template import CHATML_TEMPLATE, render_chat
+from lmstack.io.files import atomic_open, read_jsonl
 from lmstack.io.tokenizer import END_OF_TURN, Tokenizer
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -170,20 +171,13 @@ def read_conversations(path: str | Path, require_assistant: bool = True) -> list
     if not path.is_file():
         raise LmstackError(f"no such conversations file: {path}")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LmstackError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            try:
-                conv = validate_record(rec, require_assistant)
-            except LmstackError as e:
-                raise LmstackError(f"{path}:{n}: {e}") from None
-            conv.line = n
-            out.append(conv)
+    for n, rec in read_jsonl(path):
+        try:
+            conv = validate_record(rec, require_assistant)
+        except LmstackError as e:
+            raise LmstackError(f"{path}:{n}: {e}") from None
+        conv.line = n
+        out.append(conv)
     if not out:
         raise LmstackError(f"{path} holds no conversations")
     return out
@@ -191,14 +185,10 @@ def read_conversations(path: str | Path, require_assistant: bool = True) -> list
 
 def write_conversations(path: str | Path, convs: list[Conversation]) -> Path:
     """Write records one per line (through a temp file, so a half-written file is never seen)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         for c in convs:
             f.write(json.dumps(c.to_record(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return Path(path)
 
 
 # ---- rendering with a loss mask -----------------------------------------------------------------

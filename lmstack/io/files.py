@@ -19,22 +19,33 @@ from lmstack.errors import LmstackError
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -> Iterator[IO]:
-    """Open `path` for writing through a temporary file that replaces it only if the block succeeds."""
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that opens files itself (numpy, the GGUF writer);
+    if the block succeeds the file is flushed to disk and renamed over `path`, else removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
-        text = {} if mode == "wb" else {"encoding": "utf-8", "newline": newline}
-        with open(tmp, mode, **text) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -> Iterator[IO]:
+    """Open `path` for writing through a temporary file that replaces it only if the block succeeds."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
+    with atomic_path(path) as tmp:
+        text = {} if mode == "wb" else {"encoding": "utf-8", "newline": newline}
+        with open(tmp, mode, **text) as f:
+            yield f
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from lmstack.errors import LmstackError
+from lmstack.io.files import atomic_path
 from lmstack.io.tokenizer import DEFAULT_PRE, IGNORE_MERGES, Tokenizer, byte_level_pre_tokenizer
 from lmstack.model import ModelConfig
 
@@ -81,8 +82,13 @@ def export_gguf(model: torch.nn.Module, tok: Tokenizer, path: str | Path, dtype:
     if tok.vocab_size > cfg.vocab_size:
         raise LmstackError(f"tokenizer has {tok.vocab_size} tokens but the model expects {cfg.vocab_size}")
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    w = gguf.GGUFWriter(str(tmp), "llama")
+    with atomic_path(path) as tmp:
+        _write_gguf(gguf.GGUFWriter(str(tmp), "llama"), model, tok, name, dtype, chat_template)
+    return path
+
+
+def _write_gguf(w, model, tok: Tokenizer, name: str, dtype: str, chat_template: str | None) -> None:
+    cfg: ModelConfig = model.config
     w.add_name(name)
     w.add_file_type(FILE_TYPES[dtype])
     w.add_context_length(cfg.max_seq_len)
@@ -120,8 +126,6 @@ def export_gguf(model: torch.nn.Module, tok: Tokenizer, path: str | Path, dtype:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    tmp.replace(path)
-    return path
 
 
 def _add_tokenizer(w: gguf.GGUFWriter, tok: Tokenizer, n_vocab: int) -> None:

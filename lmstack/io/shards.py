@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 
 from lmstack.errors import LmstackError
 from lmstack.io.corpora import Document
+from lmstack.io.files import atomic_path, write_json
 from lmstack.io.packages import cache_dir
 from lmstack.io.tokenizer import Tokenizer
 
@@ -47,9 +47,8 @@ def write_split(docs: list[Document], tok: Tokenizer, out_dir: Path, split: str)
             return
         arr = np.concatenate(buf).astype(dtype)
         name = f"{split}_{shard_idx:03d}.bin"
-        tmp = out_dir / (name + ".tmp")
-        arr.tofile(tmp)
-        os.replace(tmp, out_dir / name)
+        with atomic_path(out_dir / name) as tmp:
+            arr.tofile(tmp)
         shards.append({"file": name, "tokens": int(arr.size)})
         buf, shard_idx = [], shard_idx + 1
 
@@ -80,9 +79,7 @@ def build_dataset(train: list[Document], val: list[Document], tok: Tokenizer, ou
         "train": write_split(train, tok, out_dir, "train"),
         "val": write_split(val, tok, out_dir, "val"),
     }
-    tmp = out_dir / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out_dir / "meta.json")
+    write_json(out_dir / "meta.json", meta)
     return out_dir
 
 
