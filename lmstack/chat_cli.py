@@ -51,8 +51,10 @@ def params_from_args(a: argparse.Namespace) -> SamplingParams:
     return p
 
 
-def generate(engine: Engine, prompt: str, params: SamplingParams, out: TextIO = sys.stdout) -> str:
-    """Print the prompt, then its continuation as it is generated; return the continuation."""
+def generate(engine: Engine, prompt: str, params: SamplingParams, out: TextIO | None = None) -> str:
+    """Print the prompt, then its continuation as it is generated (to `out`, default the current
+    sys.stdout: looked up per call, not bound at import); return the continuation."""
+    out = out or sys.stdout
     tok = engine.tokenizer
     ids = tok.encode(prompt, add_bos=True) or [tok.end_of_text_id]
     out.write(prompt)
@@ -130,9 +132,10 @@ def _tool_reply(engine: Engine, messages: list[dict], tools: list, params: Sampl
 
 
 def chat(engine: Engine, params: SamplingParams, system: str | None = None,
-         read: Callable[[str], str] = input, out: TextIO = sys.stdout, tools: list | None = None) -> list[dict]:
+         read: Callable[[str], str] = input, out: TextIO | None = None, tools: list | None = None) -> list[dict]:
     """The read-reply loop; returns the conversation when the user leaves. With `tools`, the model may
     call them (engine/tool_loop.py), and each call and result is shown as it happens."""
+    out = out or sys.stdout
     history: list[dict] = []
     reserve = min(params.max_new_tokens, engine.max_seq_len // 4)
     out.write(f"{HELP}\nCtrl-C stops a reply; Ctrl-D quits.\n")

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,6 +86,22 @@ def save_artifacts(key: str) -> None:
         atomic_write(artifacts_path(key), saved[0])
 
 
+_COPIES = itertools.count()
+
+
+def _own_copy(method):
+    """The bound method with a code object of its own. Dynamo keeps the frames it compiled on the
+    code object, and with the modules' guards skipped, a second engine in the same process (another
+    model, another quantisation) calling the same code object would pass the remaining guards and
+    run the first engine's graph on its own weights (an int8 matrix fed to a float kernel, seen in
+    the test suite). `replace` always makes a new code object; the numbering is the same from one
+    start to the next, so the on-disk compile cache still applies."""
+    fn = method.__func__
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_COPIES)}")
+    copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+    return types.MethodType(copy, method.__self__)
+
+
 def compile_decode(model: FastTransformer, max_batch: int, key: str | None = None) -> tuple[Callable, Callable]:
     """Compile the whole decode step, now, into one graph per batch shape: a single sequence (the
     common case, specialised) and any number of them (batch size left symbolic). With a `key`, a
@@ -102,8 +120,8 @@ def compile_decode(model: FastTransformer, max_batch: int, key: str | None = Non
     hit = key is not None and load_artifacts(key)
     opts = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe, "size_asserts": False,
             "realize_cpu_opcount_threshold": 4}
-    one = torch.compile(model.decode_span, options=opts)
-    many = torch.compile(model.decode_batch, options=opts)
+    one = torch.compile(_own_copy(model.decode_span), options=opts)
+    many = torch.compile(_own_copy(model.decode_batch), options=opts)
 
     def span(length: int) -> torch.Tensor:
         s = torch.arange(length)
