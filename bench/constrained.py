@@ -86,9 +86,9 @@ def _task(rng: random.Random) -> tuple[str, list[dict]]:
     return asks[k], tools
 
 
-def benefit(engine: Engine, n_tasks: int, seed: int = 0) -> dict:
+def benefit(engine: Engine, n_tasks: int, seed: int = 0, max_tokens: int = 160) -> dict:
     tok, rng = engine.tokenizer, random.Random(seed)
-    valid = {"free": 0, "constrained": 0}
+    valid, cut = {"free": 0, "constrained": 0}, {"free": 0, "constrained": 0}
     for _ in range(n_tasks):
         ask, tools = _task(rng)
         ids, _ = encode_chat(tok, [{"role": "user", "content": ask}], tools=tools, template=engine.chat_template,
@@ -96,14 +96,17 @@ def benefit(engine: Engine, n_tasks: int, seed: int = 0) -> dict:
         schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
         fenced = lambda tools=tools: ToolCallConstraint(tok, tools, "required", parallel=False)
         for mode, factory in (("free", None), ("constrained", fenced)):
-            r = engine.submit(ids, SamplingParams(max_new_tokens=96, temperature=0, constraint=factory)).result()
+            params = SamplingParams(max_new_tokens=max_tokens, temperature=0, constraint=factory)
+            r = engine.submit(ids, params).result()
+            cut[mode] += r.finish_reason == "length"  # the budget ended it: a call may be unfinished
             calls = parse_tool_calls(tok.decode(r.token_ids))[1]
             try:
                 ok = bool(calls) and all(jsonschema.validate(c.arguments, schemas[c.name]) is None for c in calls)
             except (KeyError, jsonschema.ValidationError):
                 ok = False
             valid[mode] += ok
-    return {"tasks": n_tasks, **{f"valid_{k}": v / n_tasks for k, v in valid.items()}}
+    return {"tasks": n_tasks, "max_tokens": max_tokens, **{f"valid_{k}": v / n_tasks for k, v in valid.items()},
+            **{f"cut_by_length_{k}": v for k, v in cut.items()}}
 
 
 CALL_SCHEMA = {"type": "object", "properties": {
@@ -167,12 +170,14 @@ def main() -> None:
     ap.add_argument("--libraries", action="store_true", help="also time the mask alone in each library")
     a = ap.parse_args()
     engine = Engine.load(a.model, quant=a.quant, threads=a.threads, max_batch=1, max_seq_len=2048)
-    c = cost(engine, a.rounds, a.tokens)
+    c = cost(engine, a.rounds, a.tokens) if a.rounds else {"free_tok_s": 0.0, "constrained_tok_s": 0.0,
+                                                             "overhead": float("nan"), "tokens": 0}
     print(f"decode {c['free_tok_s']:.1f} tok/s free, {c['constrained_tok_s']:.1f} constrained: "
           f"overhead {c['overhead']:.1%} (target <= 10%)")
     b = benefit(engine, a.tasks)
     print(f"tool_choice=required on {b['tasks']} tasks: valid calls {b['valid_free']:.0%} without the constraint, "
-          f"{b['valid_constrained']:.0%} with it (target 100%)")
+          f"{b['valid_constrained']:.0%} with it (target 100%); replies cut by the {b['max_tokens']}-token budget: "
+          f"{b['cut_by_length_free']} free, {b['cut_by_length_constrained']} constrained")
     libs = mask_costs(engine.tokenizer) if a.libraries else {}
     for name, m in libs.items():
         print(f"{name}: one mask {m['mask_ms_median']:.3f} ms (median; max {m['mask_ms_max']:.2f}), "
