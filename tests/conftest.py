@@ -151,3 +151,19 @@ def smollm2_tokenizer():
 def any_tokenizer(request, tokenizer):
     """Each test twice: on an lmstack vocabulary (markers are special tokens) and on SmolLM2's."""
     return tokenizer if request.param == "lmstack" else request.getfixturevalue("smollm2_tokenizer")
+
+
+def spread_out_model(vocab_size: int, seed: int):
+    """A random model with spread-out logits (so greedy choices are not near-ties), in shapes the
+    int4 kernel can pack (multiples of 64 rows)."""
+    import torch
+
+    from lmstack.model import Transformer
+
+    torch.manual_seed(seed)
+    m = Transformer(tiny_config(vocab_size, dim=64, ffn_dim=128, max_seq_len=64))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.15 if "tok_emb" not in name else 1.0)
+    return m.eval()

@@ -13,23 +13,14 @@ from lmstack.engine.quant import QLinear
 from lmstack.engine.sampling import Sampler
 from lmstack.engine.stream import Detokenizer, TextStream
 from lmstack.errors import LmstackError
-from lmstack.model import Transformer
-from tests.conftest import counting_submits, tiny_config
+from tests.conftest import counting_submits, spread_out_model
 
 GREEDY = dict(temperature=0.0, stop_token_ids=[])
 
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    """A random model with spread-out logits (so greedy choices are not near-ties); shapes that
-    the int4 kernel can pack (multiples of 64 rows)."""
-    torch.manual_seed(0)
-    m = Transformer(tiny_config(tokenizer.vocab_size, dim=64, ffn_dim=128, max_seq_len=64))
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.15 if "tok_emb" not in name else 1.0)
-    return m.eval()
+    return spread_out_model(tokenizer.vocab_size, seed=0)
 
 
 @pytest.fixture(scope="module")

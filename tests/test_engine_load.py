@@ -13,22 +13,14 @@ from lmstack.engine.quant import QLinear
 from lmstack.errors import LmstackError
 from lmstack.io.gguf_file import TensorFile, export_gguf
 from lmstack.load import load_model
-from lmstack.model import Transformer
-from tests.conftest import tiny_config
+from tests.conftest import spread_out_model, tiny_config
 
 GREEDY = dict(temperature=0.0, stop_token_ids=[])
 
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    """Random weights with spread-out logits; shapes the int4 kernel can pack (multiples of 64)."""
-    torch.manual_seed(1)
-    m = Transformer(tiny_config(tokenizer.vocab_size, dim=64, ffn_dim=128, max_seq_len=64))
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.15 if "tok_emb" not in name else 1.0)
-    return m.eval()
+    return spread_out_model(tokenizer.vocab_size, seed=1)
 
 
 @pytest.mark.parametrize("dtype", ["f32", "q8_0"])

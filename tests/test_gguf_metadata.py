@@ -90,22 +90,19 @@ CRAFTED = {  # name -> (file maker, what the one-line error mentions)
 
 # Each loader runs in a child process that reports its peak memory: a loader that allocates for the
 # metadata's numbers (2^31 positions, 100000 layers, 2^61 elements) is caught by time or memory.
-PACKAGE_CHILD = """
+CHILD = """
 import json, resource, sys, time
-from lmstack.errors import LmstackError
-from lmstack.io.gguf_file import read_gguf, tokenizer_from_gguf
-out = {}
-for path in sys.argv[1:]:
+{setup}
+out = {{}}
+for path in sys.argv[{first}:]:
     t = time.perf_counter()
     try:
-        g = read_gguf(path)
-        if "tokenizer.ggml.model" in g.metadata:
-            tokenizer_from_gguf(g.metadata)
+        {load}
         result = "ok"
-    except LmstackError as e:
+    except {errors} as e:
         result = "error: " + str(e)
     except BaseException as e:
-        result = f"crash: {type(e).__name__}: {e}"[:300]
+        result = f"crash: {{type(e).__name__}}: {{e}}"[:300]
     out[path] = [result, time.perf_counter() - t]
 # this process's own peak: VmHWM where there is /proc (Linux's ru_maxrss also counts the parent's
 # memory that the fork copied before exec)
@@ -115,29 +112,13 @@ except OSError:
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
-RUN_FILE_CHILD = """
-import json, resource, sys, time
-sys.path.insert(0, sys.argv[1])
-import run
-out = {}
-for path in sys.argv[2:]:
-    t = time.perf_counter()
-    try:
-        run.load(path)
-        result = "ok"
-    except (ValueError, OSError) as e:
-        result = "error: " + str(e)
-    except BaseException as e:
-        result = f"crash: {type(e).__name__}: {e}"[:300]
-    out[path] = [result, time.perf_counter() - t]
-# this process's own peak: VmHWM where there is /proc (Linux's ru_maxrss also counts the parent's
-# memory that the fork copied before exec)
-try:
-    out["peak_mb"] = int(next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")).split()[1]) / 1024
-except OSError:
-    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps(out))
-"""
+PACKAGE_CHILD = CHILD.format(
+    setup="from lmstack.errors import LmstackError\nfrom lmstack.io.gguf_file import read_gguf, tokenizer_from_gguf",
+    first=1, errors="LmstackError",
+    load='g = read_gguf(path)\n        if "tokenizer.ggml.model" in g.metadata:'
+         '\n            tokenizer_from_gguf(g.metadata)')
+RUN_FILE_CHILD = CHILD.format(setup="sys.path.insert(0, sys.argv[1])\nimport run", first=2,
+                              errors="(ValueError, OSError)", load="run.load(path)")
 PEAK_MB = 1500  # either loader's whole process on these tiny files, torch included
 SECONDS_PER_FILE = 10  # generous on a shared machine: a failing file fails in milliseconds
 
