@@ -376,7 +376,7 @@ def add_serve(sub) -> None:
     add_tool_flags(s)
     s.add_argument("--api-key-file", help="API keys, one a line: every /v1 request must send Authorization: Bearer KEY")
     s.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body")
-    s.add_argument("--max-concurrent", type=int, default=16, help="requests in flight per key (or client address)")
+    s.add_argument("--max-concurrent", type=int, default=64, help="requests in flight per key (or client address)")
     s.add_argument("--rate-per-minute", type=int, default=600, help="requests started per minute per key")
     s.set_defaults(fn=cmd_serve)
 

@@ -33,7 +33,7 @@ class Limits:
     api_keys: tuple[str, ...] = ()
     max_body_bytes: int = 4 << 20
     body_timeout: float = 30.0  # seconds allowed between two chunks of a body
-    max_concurrent: int = 16  # per key
+    max_concurrent: int = 64  # per key: above serve's default batch of 32, so one client can fill it
     rate_per_minute: int = 600  # per key
 
     def check(self) -> None:
