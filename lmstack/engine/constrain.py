@@ -24,10 +24,10 @@ import weakref
 
 import numpy as np
 
+from lmstack.engine.tool_calls import CLOSE, OPEN
 from lmstack.errors import LmstackError
 from lmstack.io.tokenizer import Tokenizer
 
-OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 _LLTOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

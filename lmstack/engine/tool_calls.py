@@ -23,6 +23,16 @@ class ToolCall:
         return {"id": self.id, "type": "function",
                 "function": {"name": self.name, "arguments": json.dumps(self.arguments)}}
 
+    def to_delta(self, index: int) -> dict:
+        """The call as one streamed chunk's delta (OpenAI's delta.tool_calls), the index-th of its reply."""
+        return {"tool_calls": [{"index": index, **self.to_openai()}]}
+
+
+def marker_ids(tok) -> dict[int, str]:
+    """The call markers that are special tokens of this vocabulary, by id: a special token streams no
+    text, so whoever parses a stream for calls puts the marker back."""
+    return {tok.special_ids[m]: m for m in (OPEN, CLOSE) if m in tok.special_ids}
+
 
 def parse_call(body: str) -> ToolCall | None:
     """One call's JSON, or None when it is not a call (not JSON, no name, arguments not an object)."""

@@ -19,10 +19,10 @@ from typing import Protocol
 
 import jsonschema
 
-from lmstack.engine.constrain import CLOSE, OPEN, ToolCallConstraint
+from lmstack.engine.constrain import ToolCallConstraint
 from lmstack.engine.engine import Engine
 from lmstack.engine.sampling import SamplingParams
-from lmstack.engine.tool_calls import ToolCall, ToolCallStream
+from lmstack.engine.tool_calls import ToolCall, ToolCallStream, marker_ids
 from lmstack.errors import LmstackError
 from lmstack.io.conversations import encode_chat
 
@@ -94,7 +94,7 @@ def _generate_round(engine: Engine, messages: list[dict], specs: list[dict], par
         mode = "auto" if choice == "auto" else "required"
         parallel = cfg.parallel_tool_calls
         params = replace(params, constraint=lambda: ToolCallConstraint(tok, offered, mode=mode, parallel=parallel))
-    markers = {tok.special_ids[m]: m for m in (OPEN, CLOSE) if m in tok.special_ids}  # specials stream no text
+    markers = marker_ids(tok)
     stream, req, n = ToolCallStream(), engine.submit(ids, params), 0
     try:
         for ev in req:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import threading
 
 from starlette.concurrency import run_in_threadpool
@@ -44,8 +43,7 @@ def _delta(ev: ToolEvent, n_calls: int) -> dict:
     if ev.kind == "text":
         return {"content": ev.text}
     if ev.kind == "call":
-        return {"tool_calls": [{"index": n_calls, "id": ev.call.id, "type": "function",
-                                "function": {"name": ev.call.name, "arguments": json.dumps(ev.call.arguments)}}]}
+        return ev.call.to_delta(n_calls)
     return {"tool_result": {"tool_call_id": ev.call.id, "name": ev.call.name, "content": ev.text,
                             "is_error": ev.is_error, "images": [base64.b64encode(i).decode() for i in ev.images]}}
 

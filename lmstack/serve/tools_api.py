@@ -9,12 +9,11 @@ Hermes `<tool_call>` blocks; text that does not parse as a call is returned as c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lmstack.engine.constrain import CLOSE, OPEN, ToolCallConstraint, json_constraint
-from lmstack.engine.tool_calls import ToolCall, ToolCallStream, parse_tool_calls
+from lmstack.engine.constrain import ToolCallConstraint, json_constraint
+from lmstack.engine.tool_calls import ToolCall, ToolCallStream, marker_ids, parse_tool_calls
 from lmstack.errors import LmstackError
 from lmstack.io.tool_specs import ToolSpecError, check_tools
 from lmstack.serve.protocol import ApiError
@@ -40,7 +39,7 @@ def chat_output(req, tok, tools) -> ChatOutput:
         raise ApiError(400, str(e), e.where, "invalid_value") from None
     mode, offered = tool_mode(req.tool_choice, tools)
     constraint = output_constraint(tok, mode, offered, req.parallel_tool_calls, response_schema(req.response_format))
-    return ChatOutput(mode, tools, constraint, markers(tok))
+    return ChatOutput(mode, tools, constraint, marker_ids(tok))
 
 
 def check_rendered(tok, ids: list[int], tools: list[dict] | None) -> None:
@@ -112,11 +111,6 @@ def output_constraint(tok, mode: str, tools: list[dict], parallel: bool | None,
         raise ApiError(400, str(e), "tools" if schema is None else "response_format", "invalid_value") from None
 
 
-def markers(tok) -> dict[int, str]:
-    """Special token ids of the call markers: they decode to no text in a stream, so they are put back."""
-    return {tok.special_ids[m]: m for m in (OPEN, CLOSE) if m in tok.special_ids}
-
-
 def chat_message(text: str, finish: str, mode: str) -> tuple[dict, str]:
     """(message, finish_reason) for a whole reply: its calls taken out when tools were offered."""
     content, calls = parse_tool_calls(text) if mode != "none" else (text, [])
@@ -150,7 +144,6 @@ class DeltaStream:
     def _deltas(self, shown: str, calls: list[ToolCall]) -> list[dict]:
         out = [{"content": shown}] if shown else []
         for c in calls:
-            out.append({"tool_calls": [{"index": self.n_calls, "id": c.id, "type": "function",
-                                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}]})
+            out.append(c.to_delta(self.n_calls))
             self.n_calls += 1
         return out
