@@ -123,7 +123,7 @@ class ToolCallConstraint:
     def __init__(self, tok: Tokenizer, tools: list[dict], mode: str = "auto", parallel: bool = True):
         if not tools:
             raise LmstackError("tool_choice needs at least one tool")
-        self.tok, self.tools, self.parallel = tok, tools, parallel
+        self.tok, self.tools = tok, tools
         self.lazy = mode == "auto"
         self.inner: GrammarConstraint | None = None
         self.text = ""  # free text since the last call, watched for the opening marker

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 TOPICS = [  # (document sentence with the fact, question, answer that must appear)
     ("The quarterly meeting moved to room {n} on the third floor.", "Which room is the meeting in?", "{n}"),
@@ -135,7 +135,3 @@ def evaluate(engine, n_per_style: int = 6, seed: int = 0, max_new_tokens: int = 
             {"style": c.style, "canary": c.canary, "answer": c.answer, "reply": r}
             for c, r in list(zip(cases, replies, strict=True))[:: max(1, n_per_style)]]}
     return out
-
-
-def case_record(case: Case) -> dict:
-    return asdict(case)
