@@ -49,3 +49,25 @@ def running_server(app):
     finally:
         server.should_exit = True
         t.join(timeout=10)
+
+
+def raw_request(url: str, request: bytes, timeout: float = 10) -> str:
+    """Send raw bytes and read one whole reply: headers and body can arrive in separate packets."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data.decode(errors="replace")
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+        return (head + b"\r\n\r\n" + body).decode(errors="replace")

@@ -2,7 +2,6 @@
 uvicorn server on 127.0.0.1 (bounded requests, nothing leaves the machine)."""
 
 import asyncio
-import socket
 import threading
 import time
 
@@ -12,7 +11,7 @@ from fastapi import FastAPI, Request
 
 from lmstack.errors import LmstackError
 from lmstack.serve.limits import Limits, LimitsMiddleware, read_api_keys
-from tests.serve_fixtures import running_server
+from tests.serve_fixtures import raw_request, running_server
 
 KEY, OTHER = "sk-test-0123456789", "sk-test-abcdefghij"
 
@@ -69,10 +68,8 @@ def test_body_limits_and_slow_bodies():
                 yield b"x" * 100
 
         assert httpx.post(f"{url}/v1/echo", content=chunks()).status_code == 413  # chunked, no length
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as s:  # promises 500 bytes, sends 5
-            s.sendall(b"POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\nhello")
-            reply = s.recv(4096).decode()
+        # promises 500 bytes, sends 5
+        reply = raw_request(url, b"POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\nhello")
         assert reply.startswith("HTTP/1.1 408") and "body_timeout" in reply
 
 
