@@ -176,13 +176,18 @@ class Transformer(nn.Module):
         if isinstance(m, nn.Linear | nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"):
-        """Logits for every position; with targets, (logits, loss). Target -1 is ignored (masking)."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean",
+                embeds: torch.Tensor | None = None):
+        """Logits for every position; with targets, (logits, loss). Target -1 is ignored (masking).
+
+        `embeds` (B, T, dim) replaces the token embeddings of `idx`, so a caller can put other
+        inputs (an image's projected features) at some positions of the sequence.
+        """
         T = idx.shape[1]
         if T > self.config.max_seq_len:
             raise ValueError(f"sequence length {T} exceeds the model context {self.config.max_seq_len}")
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        x = self.tok_embeddings(idx)
+        x = self.tok_embeddings(idx) if embeds is None else embeds
         for layer in self.layers:
             x = layer(x, cos, sin)
         logits = self.output(self.norm(x))
