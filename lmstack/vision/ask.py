@@ -1,0 +1,59 @@
+"""Asking a VLM about images: a prompt with the image layout, the image's features, a greedy reply.
+
+`prompt_ids` renders the conversation through the chat template (`encode_chat`, the same as
+training) with the user's text after the media marker, then expands the marker into the image's
+layout; `image_inputs` gives the matching features. Both the CLI's chat and the evaluation ask
+through `ask`, so what is measured is what a user gets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lmstack.errors import LmstackError
+from lmstack.io.conversations import encode_chat
+from lmstack.io.tokenizer import Tokenizer
+from lmstack.vision.preprocess import image_views
+from lmstack.vision.rows import chat
+from lmstack.vision.vlm import VLM, expand_images, greedy, image_layout
+
+
+def prompt_ids(tok: Tokenizer, vlm: VLM, question: str, grids: list[tuple[int, int]],
+               history: list[dict] | None = None) -> list[int]:
+    """Token ids of the generation prompt; grids: (rows, cols) of each image, in order."""
+    msgs = (history or []) + chat(question, image=bool(grids))
+    ids, mask = encode_chat(tok, msgs, add_generation_prompt=True, with_mask=False)
+    n = vlm.config.vision.tokens_per_view
+    ids, _ = expand_images(tok, ids, [False] * len(ids), [image_layout(tok, r, c, n) for r, c in grids])
+    return ids
+
+
+def image_inputs(vlm: VLM, img: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(features (views * tokens, dim), (rows, cols)) of one image."""
+    views, rows, cols = image_views(img, vlm.config.vision)
+    with torch.no_grad():
+        return vlm.image_features(views).flatten(0, 1), (rows, cols)
+
+
+def ask(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int = 16
+        ) -> list[str]:
+    """Greedy answers, one question per image (None: the question alone, no image), batched by prompt."""
+    if len(images) != len(questions):
+        raise LmstackError("one question per image")
+    answers: list[str] = [""] * len(questions)
+    groups: dict[tuple, list[int]] = {}
+    prepared = []
+    for i, (img, q) in enumerate(zip(images, questions, strict=True)):
+        feats, grid = image_inputs(vlm, img) if img is not None else (None, None)
+        ids = prompt_ids(tok, vlm, q, [grid] if grid else [])
+        prepared.append((ids, feats))
+        groups.setdefault((tuple(ids), feats is None), []).append(i)
+    for (ids, no_image), members in groups.items():
+        for k in range(0, len(members), 64):
+            part = members[k:k + 64]
+            x = torch.tensor([list(ids)] * len(part))
+            feats = None if no_image else torch.stack([prepared[i][1] for i in part])
+            for i, out in zip(part, greedy(vlm, x, feats, max_new, tok.stop_ids), strict=True):
+                answers[i] = tok.decode(out).strip()
+    return answers

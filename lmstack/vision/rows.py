@@ -1,0 +1,83 @@
+"""Conversations about images -> training rows: token ids with the image layout, targets, pixels.
+
+Each sample gives one conversation per question (and one asking for its caption); the user's
+turn starts with the media marker, which `expand_images` turns into the image layout. Targets
+follow SFT's rule (assistant tokens only, through `encode_chat`'s mask). Rows are one image each,
+padded, and carry their image's packed pixels after the ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lmstack.errors import LmstackError
+from lmstack.io.conversations import encode_chat
+from lmstack.io.tokenizer import Tokenizer
+from lmstack.vision.data import CAPTION_PROMPT, Sample
+from lmstack.vision.encoder import VisionConfig
+from lmstack.vision.vlm import MEDIA_MARKER, expand_images, image_layout, pack_pixels, pixel_words
+
+
+def chat(question: str, answer: str | None = None, image: bool = True) -> list[dict]:
+    """OpenAI-style messages: the user's question (after the image's marker) and the answer."""
+    msgs = [{"role": "user", "content": f"{MEDIA_MARKER}\n{question}" if image else question}]
+    return msgs + ([{"role": "assistant", "content": answer}] if answer is not None else [])
+
+
+def pairs(s: Sample, captions: bool, questions: bool) -> list[tuple[str, str]]:
+    out = [(CAPTION_PROMPT, s.caption)] if captions else []
+    return out + ([(q, a) for _, q, a in s.qa] if questions else [])
+
+
+def image_example(tok: Tokenizer, cfg: VisionConfig, question: str, answer: str) -> tuple[list[int], list[int]]:
+    """(inputs, targets) of one question about one image at the encoder size (one tile + global view)."""
+    ids, mask = encode_chat(tok, chat(question, answer))  # the same for every image: callers cache it
+    ids, mask = expand_images(tok, ids, mask, [image_layout(tok, 1, 1, cfg.tokens_per_view)])
+    return ids[:-1], [t if m else -1 for t, m in zip(ids[1:], mask[1:], strict=True)]
+
+
+class ImageRows:
+    """A BatchSource of rows (ids + packed pixels, targets): each epoch visits every row once, seeded."""
+
+    def __init__(self, tok: Tokenizer, cfg: VisionConfig, train: list[Sample], val: list[Sample], seq_len: int,
+                 batch_size: int, seed: int = 0, captions: bool = True, questions: bool = True):
+        self.batch_size, self.seed = batch_size, seed
+        self.x, self.y = self._rows(tok, cfg, train, seq_len, captions, questions)
+        self.vx, self.vy = self._rows(tok, cfg, val, seq_len, captions, questions)
+
+    def _rows(self, tok, cfg, samples, seq_len, captions, questions) -> tuple[torch.Tensor, torch.Tensor]:
+        examples, images, cache = [], [], {}
+        for s in samples:
+            pix = pack_pixels(s.image, cfg)
+            for q, a in pairs(s, captions, questions):
+                if (q, a) not in cache:  # answers repeat across images: render each text once
+                    cache[q, a] = image_example(tok, cfg, q, a)
+                x, y = cache[q, a]
+                if len(x) > seq_len:
+                    raise LmstackError(f"a {len(x)}-token example is longer than the {seq_len}-token rows")
+                examples.append((x, y))
+                images.append(pix)
+        pad = tok.special_ids.get("<|pad|>", tok.end_of_text_id)
+        xs = np.full((len(examples), seq_len), pad, dtype=np.int64)  # one example per row, padded
+        ys = np.full((len(examples), seq_len), -1, dtype=np.int64)
+        for r, (x, y) in enumerate(examples):
+            xs[r, :len(x)], ys[r, :len(y)] = x, y
+        px = np.stack(images) if images else np.zeros((0, pixel_words(cfg)), np.int64)
+        return torch.from_numpy(np.concatenate([xs, px], axis=1)), torch.from_numpy(ys)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def get(self, step: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        n, b = len(self.x), self.batch_size
+        slots = np.arange(step * b, (step + 1) * b)
+        rows = np.empty(b, dtype=np.int64)
+        for epoch in np.unique(slots // n):
+            sel = slots // n == epoch
+            rows[sel] = np.random.default_rng([self.seed, int(epoch)]).permutation(n)[slots[sel] % n]
+        return self.x[rows], self.y[rows]
+
+    def val_batches(self, n_batches: int):
+        for i in range(0, min(len(self.vx), n_batches * self.batch_size), self.batch_size):
+            yield self.vx[i:i + self.batch_size], self.vy[i:i + self.batch_size]

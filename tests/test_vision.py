@@ -1,0 +1,196 @@
+"""Vision: encoder and projector shapes, pixel shuffle in llama.cpp's order, image input and its errors,
+the image layout in token ids, training rows, and the mmproj pair written and read back exactly."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lmstack.errors import LmstackError
+from lmstack.model import preset
+from lmstack.vision.data import build_data
+from lmstack.vision.encoder import VisionConfig
+from lmstack.vision.preprocess import image_views, load_image, tile_grid
+from lmstack.vision.projector import pixel_shuffle
+from lmstack.vision.vlm import IMAGE_PAD, VLM, VLMConfig, expand_images, image_layout, pack_pixels, split_packed
+
+SMALL = dict(image_size=24, patch_size=6, dim=32, n_layers=1, n_heads=2, ffn_dim=48, scale_factor=2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_data(24, seed=0, n_train=40, n_val=8)
+
+
+@pytest.fixture(scope="module")
+def vtok(data):
+    from lmstack.vision.train import default_tokenizer
+
+    return default_tokenizer(data, 300)
+
+
+@pytest.fixture(scope="module")
+def vlm(vtok):
+    torch.manual_seed(0)
+    vc = VisionConfig(**SMALL)
+    return VLM(VLMConfig(vc, preset("nano", vocab_size=vtok.vocab_size), vtok.special(IMAGE_PAD))).eval()
+
+
+def test_encoder_and_projector_shapes(vlm):
+    cfg = vlm.config.vision
+    x = torch.randn(3, 3, cfg.image_size, cfg.image_size)
+    assert vlm.encoder(x).shape == (3, cfg.n_patches, cfg.dim)
+    assert vlm.image_features(x).shape == (3, cfg.tokens_per_view, vlm.config.lm.dim)
+    assert cfg.tokens_per_view == (cfg.grid // cfg.scale_factor) ** 2
+
+
+def test_pixel_shuffle_order_is_llama_cpps():
+    grid, s, C = 4, 2, 3
+    x = torch.arange(grid * grid * C, dtype=torch.float32).view(1, grid * grid, C)
+    y = pixel_shuffle(x, grid, s)
+    for i in range(grid // s):
+        for j in range(grid // s):  # token (i, j): patches (i*s+a, j*s+b), a then b, each patch's C contiguous
+            want = torch.cat([x[0, (i * s + a) * grid + j * s + b] for a in range(s) for b in range(s)])
+            assert torch.equal(y[0, i * (grid // s) + j], want)
+
+
+def test_config_errors():
+    with pytest.raises(LmstackError):
+        VisionConfig(image_size=25, patch_size=6)
+    with pytest.raises(LmstackError):
+        VisionConfig(dim=64, ffn_dim=64)  # llama.cpp would read equal sizes as swapped weights
+    with pytest.raises(LmstackError):
+        VisionConfig(image_size=48, patch_size=6, scale_factor=3)
+
+
+def test_tiles_above_the_encoder_size():
+    cfg = VisionConfig(**{**SMALL, "max_tiles": 3})
+    assert tile_grid(24, 24, cfg) == (1, 1)
+    assert tile_grid(10, 10, cfg) == (1, 1)
+    assert tile_grid(48, 30, cfg) == (2, 2)
+    assert tile_grid(1000, 100, cfg) == (3, 1)  # the longest side is capped at max_tiles tiles
+    views, rows, cols = image_views(np.zeros((48, 72, 3), np.uint8), cfg)
+    assert (rows, cols) == (2, 3) and views.shape == (7, 3, 24, 24)  # 6 tiles and the global view
+    # normalised with the config's mean and std: black is (0 - 0.5) / 0.5
+    assert torch.allclose(views, torch.full_like(views, -1.0))
+
+
+def png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_load_image_and_bad_input(tmp_path):
+    img = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    assert np.array_equal(load_image(png(img)), img)
+    p = tmp_path / "x.png"
+    p.write_bytes(png(img))
+    assert load_image(p).shape == (20, 30, 3)
+    cases = {
+        b"this is not an image": "not an image",
+        png(img)[:60]: "corrupt or truncated",
+        b"": "empty",
+    }
+    for data, msg in cases.items():
+        with pytest.raises(LmstackError, match=msg):
+            load_image(data)
+    with pytest.raises(LmstackError, match="pixels"):
+        load_image(png(img), max_pixels=100)
+    with pytest.raises(LmstackError, match="bytes"):
+        load_image(png(img), max_bytes=50)
+    with pytest.raises(LmstackError, match="does not exist"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_image_layout_is_idefics3s(vtok):
+    one = vtok.decode(image_layout(vtok, 1, 1, 2))
+    pad = IMAGE_PAD
+    around = "<fake_token_around_image>"
+    assert one == f"{around}<row_1_col_1>{pad}{pad}\n\n{around}<global-img>{pad}{pad}{around}"
+    two = vtok.decode(image_layout(vtok, 2, 2, 1))
+    assert two.count(pad) == 5 and "<row_2_col_2>" in two and two.count("\n") == 3  # one row break + "\n\n"
+
+
+def test_expand_images_counts_markers(vtok):
+    from lmstack.io.conversations import encode_chat
+    from lmstack.vision.rows import chat
+
+    ids, mask = encode_chat(vtok, chat("What shape is this?", "circle"))
+    lay = image_layout(vtok, 1, 1, 4)
+    out, m = expand_images(vtok, ids, mask, [lay])
+    assert len(out) == len(ids) - len(vtok.encode("<__media__>")) + len(lay)
+    assert sum(m) == sum(mask)  # image positions are never trained
+    with pytest.raises(LmstackError, match="places"):
+        expand_images(vtok, ids, mask, [lay, lay])
+    with pytest.raises(LmstackError, match="more images"):
+        expand_images(vtok, ids, mask, [])
+
+
+def test_rows_carry_their_pixels(vtok, vlm, data):
+    from lmstack.vision.rows import ImageRows
+
+    cfg = vlm.config.vision
+    rows = ImageRows(vtok, cfg, data.train[:5], data.val[:2], 48, 4)
+    x, y = rows.get(0)
+    ids, pix = split_packed(x, cfg)
+    assert ids.shape == y.shape == (4, 48)
+    images = {s.image.tobytes() for s in data.train[:5]}
+    assert all(p.numpy().tobytes() in images for p in pix)
+    assert ((ids == vtok.special(IMAGE_PAD)).sum(1) == 2 * cfg.tokens_per_view).all()
+    assert torch.equal(split_packed(torch.from_numpy(pack_pixels(data.train[0].image, cfg))[None], cfg)[1][0],
+                       torch.from_numpy(data.train[0].image))
+
+
+def test_the_image_reaches_the_language_model(vtok, vlm, data):
+    from lmstack.vision.ask import image_inputs, prompt_ids
+
+    img = data.val[0].image
+    ids = torch.tensor([prompt_ids(vtok, vlm, "What shape is this?", [(1, 1)])])
+    feats, _ = image_inputs(vlm, img)
+    with torch.no_grad():
+        a = vlm.lm(ids, embeds=vlm.embed(ids, feats[None]))
+        b = vlm.lm(ids, embeds=vlm.embed(ids, image_inputs(vlm, 255 - img)[0][None]))
+    first_pad = int((ids[0] == vtok.special(IMAGE_PAD)).nonzero()[0])
+    assert torch.equal(a[0, :first_pad], b[0, :first_pad])  # causal: before the image nothing changes
+    assert not torch.allclose(a[0, -1], b[0, -1])  # after it, the image is seen
+    with pytest.raises(LmstackError, match="image positions"):
+        vlm.embed(ids, feats[None, :3])
+
+
+def test_mmproj_pair_reloads_exactly(vtok, vlm, data, tmp_path):
+    from lmstack.io.gguf_file import export_gguf
+    from lmstack.vision.ask import ask
+    from lmstack.vision.mmproj import export_mmproj, read_mmproj
+    from lmstack.vision.pair import load_pair
+
+    export_gguf(vlm.lm, vtok, tmp_path / "model.gguf")
+    export_mmproj(vlm, tmp_path / "mmproj.gguf")
+    back, tok2 = load_pair(tmp_path / "model.gguf", tmp_path / "mmproj.gguf")
+    sa, sb = vlm.state_dict(), back.state_dict()
+    assert set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert back.config.to_dict() == vlm.config.to_dict()
+    imgs = [s.image for s in data.val[:3]]
+    qs = ["Describe the image."] * 3
+    assert ask(back, tok2, imgs, qs, 6) == ask(vlm, vtok, imgs, qs, 6)
+    import gguf
+
+    meta = gguf.GGUFReader(str(tmp_path / "mmproj.gguf")).fields
+    assert bytes(meta["clip.projector_type"].parts[-1]).decode() == "idefics3"
+    assert "mm.model.fc.weight" in {t.name for t in gguf.GGUFReader(str(tmp_path / "mmproj.gguf")).tensors}
+    with pytest.raises(LmstackError, match="not an idefics3 mmproj"):
+        read_mmproj(tmp_path / "model.gguf")
+    with pytest.raises(LmstackError, match="not a pair"):
+        other = VLM(VLMConfig(vlm.config.vision, preset("micro", vocab_size=vtok.vocab_size), 0))
+        export_mmproj(other, tmp_path / "other.gguf")
+        load_pair(tmp_path / "model.gguf", tmp_path / "other.gguf")
+
+
+def test_held_out_split_is_by_image(data):
+    train = {s.image.tobytes() for s in data.train}
+    assert not any(s.image.tobytes() in train for s in data.val)
+    assert {s.kind for s in data.val} == {"digit", "shape", "count", "text"}
+    again = build_data(24, seed=0, n_train=40, n_val=8)
+    assert all(np.array_equal(a.image, b.image) and a.qa == b.qa for a, b in zip(data.val, again.val, strict=True))
