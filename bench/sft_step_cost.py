@@ -21,9 +21,9 @@ import torch
 
 from lmstack.io.conversations import read_conversations
 from lmstack.io.packing import ConversationBatches
-from lmstack.io.sft_mix import default_sft_mix
 from lmstack.io.shards import Batches
 from lmstack.load import load_model
+from lmstack.tools.sft_tools import default_sft_mix
 from lmstack.train.optim import make_optimizer
 
 

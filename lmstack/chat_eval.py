@@ -10,6 +10,8 @@ compared side by side; results go to JSON and a short markdown table.
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,17 +29,21 @@ class Question:
     reference: str
     answer: str
     task: str
+    conv: Conversation | None = None  # the record: its own tools, and meta.calls (the expected first calls)
 
 
 def questions_from(convs: list[Conversation]) -> list[Question]:
-    """Each conversation up to (not including) its last assistant turn, and that turn as reference."""
+    """Each conversation up to its last user turn (a tool record's calls and results are what the model
+    must produce, so they are cut too), and its last assistant turn as reference."""
     out = []
     for c in convs:
         last = max((i for i, m in enumerate(c.messages) if m["role"] == "assistant"), default=None)
-        if last is None or last == 0:
+        user = max((i for i, m in enumerate(c.messages) if m["role"] == "user"), default=None)
+        if last is None or user is None or last < user:
             continue
         ref = c.messages[last]["content"]
-        out.append(Question(c.messages[:last], ref, str(c.meta.get("answer") or ref), str(c.meta.get("task", "all"))))
+        out.append(Question(c.messages[: user + 1], ref, str(c.meta.get("answer") or ref),
+                            str(c.meta.get("task", "all")), c))
     if not out:
         raise LmstackError("no conversation has an assistant turn to score")
     return out
@@ -53,10 +59,18 @@ def contains(reply: str, answer: str) -> bool:
     return bool(a) and re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", normalise(reply)) is not None
 
 
-def score_reply(text: str, ended_turn: bool, q: Question) -> dict:
+def score_reply(text: str, ended_turn: bool, q: Question, calls: list[dict] | None = None) -> dict:
+    """Match, format, and (given the first reply's calls, for a record that names the calls it expects)
+    whether those calls are exactly the expected ones: names and arguments, in any order."""
     leak = _ROLE_LEAK.search(text) is not None
+    want = q.conv.meta.get("calls") if q.conv is not None else None
+    call_ok = None if calls is None or want is None else _call_keys(calls) == _call_keys(want)
     return {"exact": normalise(text) == normalise(q.reference), "contains": contains(text, q.answer),
-            "ends_turn": ended_turn, "no_leak": not leak, "format_ok": ended_turn and not leak}
+            "ends_turn": ended_turn, "no_leak": not leak, "format_ok": ended_turn and not leak, "call_ok": call_ok}
+
+
+def _call_keys(calls: list[dict]) -> list[str]:
+    return sorted(json.dumps([c["name"], c["arguments"]], sort_keys=True) for c in calls)
 
 
 def answer_all(engine, prompts: list[list[dict]], max_new_tokens: int = 64, batch: int = 16,
@@ -101,30 +115,105 @@ def side_by_side(engines: dict[str, object], prompts: list[list[dict]], max_new_
 
 
 def evaluate_chat(engines: dict[str, object], convs: list[Conversation], max_new_tokens: int = 64,
-                  limit: int | None = None, progress: bool = False) -> dict:
-    """Score each model on the same questions; {"models": {name: metrics}, "examples": [...]}."""
+                  limit: int | None = None, progress: bool = False, tools: list | None = None) -> dict:
+    """Score each model on the same questions; {"models": {name: metrics}, "examples": [...]}. With
+    `tools` each model answers twice, without tools ("name") and through the tool loop ("name+tools"):
+    a record that offers its own tools gets those, every other question gets `tools`."""
     qs = questions_from(convs)[:limit] if limit else questions_from(convs)
-    replies = {}
+    replies: dict[str, list[tuple[str, bool, list | None]]] = {}
     for name, eng in engines.items():
         if progress:
             print(f"answering {len(qs)} held-out questions with {name} ...")
-        replies[name] = answer_all(eng, [q.prompt for q in qs], max_new_tokens)
+        replies[name] = [(t, e, None) for t, e in answer_all(eng, [q.prompt for q in qs], max_new_tokens)]
+        if tools is not None:
+            if progress:
+                print(f"answering them with {name} and its tools ...")
+            replies[f"{name}+tools"] = answer_with_tools(eng, qs, tools, max_new_tokens)
     models, examples = {}, []
-    for name in engines:
-        scores = [score_reply(t, ended, q) for (t, ended), q in zip(replies[name], qs, strict=True)]
-        models[name] = _aggregate(scores, qs)
+    for name, rs in replies.items():
+        models[name] = _aggregate([score_reply(t, e, q, c) for (t, e, c), q in zip(rs, qs, strict=True)], qs)
     for i, q in enumerate(qs):
         row = {"task": q.task, "question": q.prompt[-1]["content"], "reference": q.reference, "answer": q.answer}
-        for name in engines:
-            text, ended = replies[name][i]
-            row[name] = {"reply": text, **score_reply(text, ended, q)}
+        for name, rs in replies.items():
+            text, ended, calls = rs[i]
+            row[name] = {"reply": text, **score_reply(text, ended, q, calls)} | ({"calls": calls} if calls else {})
         examples.append(row)
     return {"n": len(qs), "max_new_tokens": max_new_tokens, "models": models, "examples": examples}
 
 
+@dataclass
+class ClientFunction:
+    """A function a record offers that no built-in tool implements: in an evaluation its call is only
+    recorded (the client would run it), and it answers like a client that did: status ok."""
+
+    spec_: dict
+
+    @property
+    def name(self) -> str:
+        return self.spec_["function"]["name"]
+
+    def spec(self) -> dict:
+        return self.spec_
+
+    def __call__(self, arguments: dict):
+        from lmstack.tools import ToolResult
+
+        return ToolResult(json.dumps({"status": "ok"}))
+
+
+def question_tools(q: Question, default: list) -> list:
+    """The tools a question is asked with: its record's own (built-in ones real, the rest recorded
+    client functions), or `default` for a record that offers none."""
+    if q.conv is None or not q.conv.tools:
+        return default
+    from lmstack.tools.sft_tools import tools_for
+
+    real = {t.name: t for t in tools_for(q.conv)}
+    return [real.get(s["function"]["name"]) or ClientFunction(s) for s in q.conv.tools]
+
+
+def answer_with_tools(engine, qs: list[Question], tools: list, max_new_tokens: int = 64,
+                      workers: int = 16) -> list[tuple[str, bool, list]]:
+    """Each question through the real tool loop, greedy, many at once (the engine batches them):
+    (the final answer, whether it ended its turn, the first reply's calls)."""
+    from lmstack.engine import SamplingParams
+    from lmstack.engine.tool_loop import LoopConfig, tool_loop
+
+    end_id = special_token_ids(engine.tokenizer).get(END_OF_TURN)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0,
+                            stop_token_ids=[end_id] if end_id is not None else None)
+    cfg = LoopConfig(max_rounds=3)
+    offered = [question_tools(q, tools) for q in qs]
+
+    def one(i: int) -> tuple[str, bool, list]:
+        text, ended, first, rounds = [], False, [], 0
+        try:
+            for ev in tool_loop(engine, qs[i].prompt, offered[i], params, cfg):
+                if ev.kind == "text":
+                    text.append(ev.text)
+                elif ev.kind == "call" and rounds == 0:
+                    first.append({"name": ev.call.name, "arguments": ev.call.arguments})
+                elif ev.kind == "round":
+                    rounds += 1
+                    ended = ev.finish_reason == "stop"
+                elif ev.kind == "result":
+                    text = []  # the answer is what comes after the last result
+        except LmstackError:  # the conversation outgrew the context: no answer
+            return "".join(text), False, first
+        return "".join(text), ended, first
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, range(len(qs))))
+
+
 def _aggregate(scores: list[dict], qs: list[Question]) -> dict:
     keys = ("exact", "contains", "ends_turn", "no_leak", "format_ok")
-    mean = lambda rows: {k: sum(r[k] for r in rows) / max(len(rows), 1) for k in keys}
+
+    def mean(rows: list[dict]) -> dict:
+        out = {k: sum(r[k] for r in rows) / max(len(rows), 1) for k in keys}
+        scored = [r["call_ok"] for r in rows if r.get("call_ok") is not None]
+        return out | ({"call_ok": sum(scored) / len(scored), "n_calls_scored": len(scored)} if scored else {})
+
     by_task: dict[str, list[dict]] = {}
     for s, q in zip(scores, qs, strict=True):
         by_task.setdefault(q.task, []).append(s)
@@ -140,10 +229,11 @@ def markdown_report(result: dict, examples: int = 6) -> str:
         m = result["models"][n]
         lines.append(f"| {n} | {m['exact']:.1%} | {m['contains']:.1%} | {m['ends_turn']:.1%} | {m['no_leak']:.1%} |")
     tasks = sorted({t for n in names for t in result["models"][n]["by_task"]})
-    lines += ["", "contains match by task:", "", "| task | n | " + " | ".join(names) + " |",
+    lines += ["", "contains match by task (and, for tasks that name the calls expected, the share of first"
+              " replies whose calls match them exactly):", "", "| task | n | " + " | ".join(names) + " |",
               "|---|---|" + "---|" * len(names)]
     for t in tasks:
-        cells = [f"{result['models'][n]['by_task'].get(t, {}).get('contains', 0):.0%}" for n in names]
+        cells = [_task_cell(result["models"][n]["by_task"].get(t, {})) for n in names]
         count = result["models"][names[0]]["by_task"].get(t, {}).get("n", 0)
         lines.append(f"| {t} | {count} | " + " | ".join(cells) + " |")
     if examples:
@@ -152,6 +242,11 @@ def markdown_report(result: dict, examples: int = 6) -> str:
             cells = [_cell(ex["question"]), _cell(ex["reference"])] + [_cell(ex[n]["reply"]) for n in names]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _task_cell(m: dict) -> str:
+    """Contains match, and in brackets the exact-calls score where the task names its calls."""
+    return f"{m.get('contains', 0):.0%}" + (f" (calls {m['call_ok']:.0%})" if "call_ok" in m else "")
 
 
 def _spread(rows: list[dict], k: int) -> list[dict]:

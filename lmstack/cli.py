@@ -103,6 +103,8 @@ def add_data(sub) -> None:
     s.add_argument("--out", default="runs/sft-mix", help="sft-mix: directory for train.jsonl and val.jsonl")
     s.add_argument("--n-train", type=int, default=3000, help="sft-mix: training conversations")
     s.add_argument("--n-val", type=int, default=200, help="sft-mix: held-out conversations")
+    s.add_argument("--n-tool-train", type=int, default=2400, help="sft-mix: tool-use training conversations")
+    s.add_argument("--n-tool-val", type=int, default=240, help="sft-mix: held-out tool-use conversations")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_data)
 
@@ -127,11 +129,14 @@ def cmd_data(a) -> None:
 
 
 def _data_sft_mix(a) -> None:
-    from lmstack.io.sft_mix import MixConfig, write_sft_mix
+    from lmstack.io.sft_mix import MixConfig
+    from lmstack.tools.sft_tools import ToolMixConfig, write_sft_mix
 
     cfg = MixConfig(n_train=a.n_train, n_val=a.n_val, seed=a.seed)
-    train, val = write_sft_mix(a.out, cfg)
-    print(f"wrote {train} ({cfg.n_train} conversations) and {val} ({cfg.n_val} held out)")
+    tools = ToolMixConfig(n_train=a.n_tool_train, n_val=a.n_tool_val, seed=a.seed)
+    train, val = write_sft_mix(a.out, cfg, tools)
+    print(f"wrote {train} ({cfg.n_train} curated + {tools.n_train} tool-use conversations) and {val} "
+          f"({cfg.n_val} + {tools.n_val} held out)")
 
 
 def add_models(sub) -> None:
@@ -147,7 +152,7 @@ def cmd_models(a) -> None:
     if a.action == "list":
         for name, spec in MODELS.items():
             where = cached_model(name)
-            print(f"{name:<24}{spec.requirement:<22}{'cached' if where else 'not fetched':<13}{spec.description}")
+            print(f"{name:<29}{spec.source:<30}{'cached' if where else 'not fetched':<13}{spec.description}")
         return
     if a.name not in MODELS:
         raise LmstackError(f"models get: name a model ({', '.join(MODELS)})")
@@ -270,6 +275,9 @@ def add_eval(sub) -> None:
     s.add_argument("--limit", type=int, help="--chat: score at most this many conversations")
     s.add_argument("--max-new-tokens", type=int, default=64, help="--chat: reply length limit")
     s.add_argument("--markdown", help="--chat: also write the markdown table here")
+    s.add_argument("--tools", help="--chat: also answer through the tool loop with these built-in tools "
+                                   "(calculator,python,search); records that offer their own tools get those")
+    s.add_argument("--docs", help="--chat --tools: the search tool's folder or corpus (e.g. shakespeare)")
     s.set_defaults(fn=cmd_eval)
 
 
@@ -296,7 +304,7 @@ def _cmd_eval_chat(a) -> None:
     from lmstack.chat_eval import evaluate_chat, markdown_report, write_results
     from lmstack.engine import Engine
     from lmstack.io.conversations import read_conversations
-    from lmstack.io.sft_mix import default_sft_mix
+    from lmstack.tools.sft_tools import default_sft_mix
 
     if a.limit is not None and a.limit < 1:
         raise LmstackError(f"--limit must be at least 1, got {a.limit}")
@@ -306,12 +314,19 @@ def _cmd_eval_chat(a) -> None:
     data = a.data or info.get("val_data") or str(default_sft_mix()[1])
     if data.endswith("(hashed slice)"):
         raise LmstackError("eval --chat: this run held out a slice of its data file; pass it with --data")
+    if a.docs and not a.tools:
+        raise LmstackError("eval --chat: --docs is used by the search tool; give --tools too")
+    tools = None
+    if a.tools:
+        from lmstack.tools.builtin import builtin_tools
+
+        tools = builtin_tools(a.tools, a.docs)  # checked, and documents indexed, before the models load
     base = a.base if a.base is not None else info.get("base_path") or info.get("base")
     engines = {}
     if base and base != "none":
         engines[f"base ({Path(str(base)).name})"] = Engine.load(base)
     engines[f"tuned ({Path(a.model).name})" if engines else Path(a.model).name] = Engine.load(a.model)
-    result = evaluate_chat(engines, read_conversations(data), a.max_new_tokens, a.limit, progress=True)
+    result = evaluate_chat(engines, read_conversations(data), a.max_new_tokens, a.limit, progress=True, tools=tools)
     result["data"] = data
     print(markdown_report(result))
     write_results(result, a.json, a.markdown)

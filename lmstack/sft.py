@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from lmstack.checks import ConfigError, check_float, check_int
+from lmstack.engine.tool_calls import tool_template
 from lmstack.errors import LmstackError
 from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.conversations import Conversation, read_conversations
@@ -38,7 +39,8 @@ class SFTConfig:
     out_dir: str = "runs/sft"
     lora: LoRAConfig | None = None  # None: full fine-tuning
     packing: bool = True
-    seq_len: int = 0  # 0: the model's context, at most 512
+    seq_len: int = 0  # 0: the model's context, at most 512; longer than the context extends it (RoPE)
+    chat_template: str | None = None  # None: the base's own (lmstack's ChatML when data has tools it drops)
     val_fraction: float = 0.05
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=200, batch_size=16, lr=3e-4, warmup_steps=20, weight_decay=0.0, eval_every=50, eval_batches=4,
@@ -60,7 +62,7 @@ def resolve_data(data: str, val_data: str | None, val_fraction: float
                  ) -> tuple[list[Conversation], list[Conversation], str, str]:
     """Train and held-out conversations, and where they came from."""
     if data == "sft-mix":
-        from lmstack.io.sft_mix import default_sft_mix
+        from lmstack.tools.sft_tools import default_sft_mix
 
         train_path, mix_val = default_sft_mix()
         val_data = val_data or str(mix_val)
@@ -86,6 +88,16 @@ def open_base(base: str) -> tuple[torch.nn.Module, Tokenizer, dict, str]:
     return model, tok, info, str(path)
 
 
+def extend_context(model: torch.nn.Module, seq_len: int) -> torch.nn.Module:
+    """The same weights with a longer context: RoPE has no learned positions, so only the position
+    tables grow; fine-tuning at the new length teaches the model to use it."""
+    from lmstack.model import Transformer
+
+    longer = Transformer(replace(model.config, max_seq_len=seq_len))
+    longer.load_state_dict(model.state_dict())
+    return longer
+
+
 def sft(cfg: SFTConfig, progress: bool = True, overwrite: bool = False, resume: bool = False) -> TrainResult:
     run_dir = Path(cfg.out_dir)
     if resume and cfg.lora:
@@ -93,11 +105,14 @@ def sft(cfg: SFTConfig, progress: bool = True, overwrite: bool = False, resume: 
     check_run_dir(run_dir, resume, overwrite, resume_hint="--resume (full fine-tuning), ")
     resolve_device(cfg.train.device)
     model, tok, info, base_path = open_base(cfg.base)
-    template = tok.chat_template  # the base's own (GGUF, HF or run.json); lmstack's ChatML otherwise
     train_convs, val_convs, train_src, val_src = resolve_data(cfg.data, cfg.val_data, cfg.val_fraction)
+    # the base's own template, unless the data has tools that it cannot show
+    template = cfg.chat_template or (tool_template(tok, tok.chat_template) if any(c.tools for c in train_convs)
+                                     else tok.chat_template)
+    tok.chat_template = template
     seq_len = cfg.seq_len or min(model.config.max_seq_len, 512)
     if seq_len > model.config.max_seq_len:
-        raise LmstackError(f"--seq-len {seq_len} exceeds the model context {model.config.max_seq_len}")
+        model = extend_context(model, seq_len)
     tc = cfg.train
     data = ConversationBatches(tok, train_convs, val_convs, seq_len, tc.batch_size, tc.grad_accum, tc.seed,
                                cfg.packing, template)

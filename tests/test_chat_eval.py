@@ -46,7 +46,7 @@ def test_matching_rules():
     assert contains("2 + 5 = 7.", "7") and not contains("It is 17.", "7")  # whole words only
     q = questions_from([CONVS[0]])[0]
     assert score_reply("2 + 5 = 7", True, q) == {"exact": True, "contains": True, "ends_turn": True,
-                                                 "no_leak": True, "format_ok": True}
+                                                 "no_leak": True, "format_ok": True, "call_ok": None}
     leaky = score_reply("7.\nuser: and now?", True, q)
     assert leaky["contains"] and not leaky["no_leak"] and not leaky["format_ok"]
     assert not score_reply("7 <|im_start|>assistant", True, q)["no_leak"]
@@ -85,3 +85,41 @@ def test_real_engine_answers_and_a_full_context_is_no_answer(tokenizer):
     replies = [ex["tiny"] for ex in r["examples"]]
     assert replies[2]["reply"] == "" and not replies[2]["ends_turn"]  # the question fills the context
     assert all(len(tokenizer.encode(x["reply"])) <= 6 for x in replies[:2])
+
+
+def test_eval_with_tools_runs_the_tool_loop_and_scores_first_calls(tokenizer):
+    import random
+
+    from lmstack.chat_eval import ClientFunction, question_tools
+    from lmstack.io.sft_functions import function_call, no_fit
+    from lmstack.tools.calculator import calculator_tool
+
+    calc = calculator_tool()
+    rng = random.Random(0)
+    fc, nf = function_call(rng, True), no_fit(rng, True)
+    own = Conversation([{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}],
+                       tools=[calc.spec()], meta={"answer": "4", "task": "calculator"})
+    qs = questions_from([CONVS[0], fc, own])
+    assert qs[1].prompt == fc.messages[:1]  # the record's own calls and results are not shown to the model
+    assert question_tools(qs[0], [calc]) == [calc]  # a record without tools gets the evaluation's tools
+    offered = question_tools(qs[1], [calc])
+    assert [t.name for t in offered] == [s["function"]["name"] for s in fc.tools]
+    assert all(isinstance(t, ClientFunction) for t in offered)
+    assert [type(t).__name__ for t in question_tools(qs[2], [])] == ["Tool"]  # a built-in tool runs for real
+    want = fc.meta["calls"]
+    assert score_reply("", True, qs[1], list(reversed(want)))["call_ok"]  # any order
+    assert not score_reply("", True, qs[1], [])["call_ok"]
+    assert not score_reply("", True, qs[1], [{"name": want[0]["name"], "arguments": {}}])["call_ok"]
+
+    torch.manual_seed(0)
+    eng = Engine(Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=2048)).eval(), tokenizer, max_batch=4)
+    try:
+        r = evaluate_chat({"tiny": eng}, [CONVS[0], fc, nf], max_new_tokens=12, tools=[calc])
+    finally:
+        eng.close()
+    assert set(r["models"]) == {"tiny", "tiny+tools"}
+    with_tools = r["models"]["tiny+tools"]["by_task"]
+    assert with_tools["function_call"]["n_calls_scored"] == 1 and with_tools["no_fit"]["n_calls_scored"] == 1
+    assert "call_ok" not in r["models"]["tiny"]["by_task"]["function_call"]  # no tools offered: no call scored
+    assert all("reply" in ex["tiny+tools"] for ex in r["examples"])
+    assert "(calls " in markdown_report(r)

@@ -9,6 +9,10 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from lmstack.errors import LmstackError
+from lmstack.io.chat_template import CHATML_TEMPLATE, render_chat
+from lmstack.io.conversations import special_token_ids
+
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _BLOCK = re.compile(re.escape(OPEN) + r"(.*?)(?:" + re.escape(CLOSE) + r"|$)", re.DOTALL)
 
@@ -113,3 +117,22 @@ def _partial_suffix(text: str, marker: str) -> int:
         if text.endswith(marker[:n]):
             return n
     return 0
+
+
+def tool_template(tok, template: str | None) -> str:
+    """A chat template that shows tools and tool calls: `template` when it does, else lmstack's ChatML +
+    Hermes template for a ChatML model (SmolLM2's own template drops both silently, so a model run or
+    trained with it would never see the tools it is offered). Any other model gets a one-line error."""
+    template = template or getattr(tok, "chat_template", None) or CHATML_TEMPLATE
+    call = {"function": {"name": "probe_fn", "arguments": "{}"}}
+    probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    spec = [{"type": "function", "function": {"name": "probe_tool", "parameters": {"type": "object"}}}]
+    try:
+        text = render_chat(probe, tools=spec, template=template)
+    except LmstackError:
+        text = ""
+    if "probe_fn" in text and "probe_tool" in text:
+        return template
+    if "<|im_start|>" not in special_token_ids(tok):
+        raise LmstackError("this model's chat template cannot show tools, and it is not a ChatML model")
+    return CHATML_TEMPLATE

@@ -22,7 +22,7 @@ import jsonschema
 from lmstack.engine.constrain import ToolCallConstraint
 from lmstack.engine.engine import Engine
 from lmstack.engine.sampling import SamplingParams
-from lmstack.engine.tool_calls import ToolCall, ToolCallStream, marker_ids
+from lmstack.engine.tool_calls import ToolCall, ToolCallStream, marker_ids, tool_template
 from lmstack.errors import LmstackError
 from lmstack.io.conversations import encode_chat
 
@@ -49,12 +49,13 @@ class LoopConfig:
 class ToolEvent:
     """What happens, in order: text as it streams, a call as soon as it is complete, its result."""
 
-    kind: str  # "text" | "call" | "result" | "round" (a generation ended: `tokens` it produced)
+    kind: str  # "text" | "call" | "result" | "round" (a generation ended: `tokens` it produced, and why)
     text: str = ""
     call: ToolCall | None = None
     is_error: bool = False
     images: list[bytes] = field(default_factory=list)
     tokens: int = 0
+    finish_reason: str = ""  # of a "round": "stop" (end of turn) or "length"
 
 
 def run_tool(tools: dict[str, ToolLike], call: ToolCall, timeout: float, limit: int) -> tuple[str, bool, list]:
@@ -84,7 +85,8 @@ def _generate_round(engine: Engine, messages: list[dict], specs: list[dict], par
                     cfg: LoopConfig, choice: str, cancelled: threading.Event) -> Iterator[ToolEvent]:
     """One generation: text events as they stream and call events as blocks close."""
     tok = engine.tokenizer
-    ids, _ = encode_chat(tok, messages, tools=specs or None, template=engine.chat_template,
+    template = tool_template(tok, engine.chat_template) if specs else engine.chat_template
+    ids, _ = encode_chat(tok, messages, tools=specs or None, template=template,
                          add_generation_prompt=True, with_mask=False)
     if len(ids) >= engine.max_seq_len:
         raise LmstackError(f"the conversation ({len(ids)} tokens) no longer fits the "
@@ -95,12 +97,13 @@ def _generate_round(engine: Engine, messages: list[dict], specs: list[dict], par
         parallel = cfg.parallel_tool_calls
         params = replace(params, constraint=lambda: ToolCallConstraint(tok, offered, mode=mode, parallel=parallel))
     markers = marker_ids(tok)
-    stream, req, n = ToolCallStream(), engine.submit(ids, params), 0
+    stream, req, n, why = ToolCallStream(), engine.submit(ids, params), 0, ""
     try:
         for ev in req:
             if cancelled.is_set():
                 return
             n += ev.token_id >= 0
+            why = ev.finish_reason or why
             text, calls = stream.push(ev.text or markers.get(ev.token_id, ""))
             if text:
                 yield ToolEvent("text", text)
@@ -113,7 +116,7 @@ def _generate_round(engine: Engine, messages: list[dict], specs: list[dict], par
         yield ToolEvent("text", text)
     for c in calls:
         yield ToolEvent("call", call=c)
-    yield ToolEvent("round", tokens=n)
+    yield ToolEvent("round", tokens=n, finish_reason=why)
 
 
 def tool_loop(engine: Engine, messages: list[dict], tools: Sequence[ToolLike], params: SamplingParams,

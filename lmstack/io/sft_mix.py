@@ -1,4 +1,4 @@
-"""The default curated conversations (`lmstack data sft-mix`): questions an assistant can learn offline.
+"""The curated conversations of `lmstack data sft-mix`: questions an assistant can learn offline.
 
 Generated, not downloaded: every answer is read off the default corpus or computed, so the mix is
 correct by construction and the same on every machine (seeded). Tasks: who speaks a line, which
@@ -6,21 +6,22 @@ play a passage is from, what line comes next, arithmetic, the assistant's identi
 follow-ups that need the earlier turns. Passages come only from the plays that pretraining trains
 on (its held-out plays stay unseen), and held-out conversations never repeat a training prompt.
 Each record's `meta` names its task and the short answer that `lmstack eval --chat` looks for.
+The default mix joins these to the tool-use conversations (tools/sft_tools.py: default_sft_mix).
 """
 
 from __future__ import annotations
 
 import configparser
-import hashlib
+import functools
 import json
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from lmstack.errors import LmstackError
-from lmstack.io.conversations import Conversation, write_conversations
-from lmstack.io.corpora import cache_dir, fetch_corpus, load_documents, split_documents
+from lmstack.io.conversations import Conversation
+from lmstack.io.corpora import fetch_corpus, load_documents, split_documents
 
 IDENTITY = ("I am lmstack's assistant, a small language model trained from scratch with lmstack. "
             "I answer questions about Shakespeare's plays and do simple arithmetic.")
@@ -125,25 +126,33 @@ def parse_play(title: str, text: str) -> Play:
 
 def load_plays(cfg: MixConfig) -> list[Play]:
     """The plays pretraining trains on (its held-out documents are left out), with their titles."""
+    return list(_plays(cfg.val_fraction, cfg.split_seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _plays(val_fraction: float, split_seed: int) -> tuple[Play, ...]:
+    """Parsed once per process: the curated and the tool-use conversations both draw from them."""
     docs = load_documents("shakespeare")
-    train_docs, _ = split_documents(docs, cfg.val_fraction, cfg.split_seed)
+    train_docs, _ = split_documents(docs, val_fraction, split_seed)
     titles = play_titles(fetch_corpus("shakespeare", quiet=True))
     plays = [parse_play(titles.get(d.name, d.name), d.text) for d in train_docs]
     plays = [p for p in plays if len(p.speeches) >= 100]  # poems and sonnets have no speakers
     if not plays:
         raise LmstackError("no plays with speaker labels found in the shakespeare corpus")
-    return plays
+    return tuple(plays)
 
 
 def _good_line(line: str) -> bool:
     return 4 <= len(line.split()) <= 14 and len(line) <= 90 and line[:1].isupper()
 
 
-class _Maker:
-    """Draws one conversation of a task from a seeded random stream."""
+class Maker:
+    """Draws one conversation of a task from a seeded random stream. `item` holds what the last
+    question was drawn from (the line, the play, the speaker), for the tool-use versions of a task."""
 
     def __init__(self, plays: list[Play], rng: random.Random, held_out: bool = False):
         self.plays, self.rng, self.held_out = plays, rng, held_out
+        self.item: dict = {}
         self.long = [(p, s) for p in plays for s in p.speeches if sum(_good_line(x) for x in s.lines) >= 2]
 
     def _speech(self):
@@ -158,6 +167,7 @@ class _Maker:
         q = self.rng.choice([f'Who says this line in {play.title}?\n"{line}"',
                              f'In {play.title}, who speaks the line "{line}"?',
                              f'Which character in {play.title} says: "{line}"'])
+        self.item = {"query": line, "play": play.title}
         return [q], [f"{s.speaker} says it."], s.speaker
 
     def play(self):
@@ -167,6 +177,7 @@ class _Maker:
         q = self.rng.choice([f"Which play is this passage from?\n\n{passage}",
                              f"Name the play this comes from:\n{passage}",
                              f"From which of Shakespeare's plays is this?\n{passage}"])
+        self.item = {"query": s.lines[i], "play": play.title}
         return [q], [f"It is from {play.title}."], play.title
 
     def next_line(self):
@@ -177,6 +188,7 @@ class _Maker:
         i = self.rng.choice(cands)
         q = self.rng.choice([f'In {play.title}, what line comes after "{s.lines[i]}"?',
                              f'Continue this line from {play.title}: "{s.lines[i]}"'])
+        self.item = {"query": s.lines[i], "play": play.title}
         return [q], [s.lines[i + 1]], s.lines[i + 1]
 
     def _arith(self):
@@ -193,6 +205,7 @@ class _Maker:
         word = {"+": "plus", "-": "minus", "*": "times"}[op]
         q = self.rng.choice([f"What is {a} {sym} {b}?", f"Compute {a} {sym} {b}.", f"{a} {sym} {b} = ?",
                              f"What is {a} {word} {b}?"])
+        self.item = {"expression": f"{a} {op} {b}", "sym": sym}
         return [q], [f"{a} {sym} {b} = {r}."], str(r)
 
     def identity(self):
@@ -242,7 +255,7 @@ def build_sft_mix(cfg: MixConfig | None = None) -> tuple[list[Conversation], lis
 
     def draw(n: int, stream: int, avoid: set[str]) -> list[Conversation]:
         rng = random.Random(f"{cfg.seed}:{stream}")
-        maker, out, seen = _Maker(plays, rng, held_out=stream == 1), [], set(avoid)
+        maker, out, seen = Maker(plays, rng, held_out=stream == 1), [], set(avoid)
         attempts = 0
         while len(out) < n:
             attempts += 1
@@ -259,23 +272,3 @@ def build_sft_mix(cfg: MixConfig | None = None) -> tuple[list[Conversation], lis
     train = draw(cfg.n_train, 0, set())
     val = draw(cfg.n_val, 1, {_prompt_key(c) for c in train})
     return train, val
-
-
-def write_sft_mix(out_dir: str | Path, cfg: MixConfig | None = None) -> tuple[Path, Path]:
-    cfg = cfg or MixConfig()
-    train, val = build_sft_mix(cfg)
-    out_dir = Path(out_dir)
-    paths = write_conversations(out_dir / "train.jsonl", train), write_conversations(out_dir / "val.jsonl", val)
-    (out_dir / "mix.json").write_text(json.dumps({"version": MIX_VERSION, **asdict(cfg),
-                                                  "tasks": TASK_WEIGHTS}, indent=1))
-    return paths
-
-
-def default_sft_mix(cfg: MixConfig | None = None) -> tuple[Path, Path]:
-    """The mix in the cache (built once per settings): what `--data sft-mix` means."""
-    cfg = cfg or MixConfig()
-    key = hashlib.sha256(json.dumps([MIX_VERSION, asdict(cfg), TASK_WEIGHTS]).encode()).hexdigest()[:12]
-    out = cache_dir() / "sft-mix" / key
-    if not (out / "mix.json").exists():
-        write_sft_mix(out, cfg)
-    return out / "train.jsonl", out / "val.jsonl"
