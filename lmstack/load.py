@@ -84,13 +84,18 @@ class _FileWeight:
     """Stands where a Linear or RMSNorm of the model would be: `.weight` is read from the file each
     time it is asked for (and belongs to whoever asked); for a vocabulary matrix it is a _FileRows."""
 
-    def __init__(self, file: TensorFile, name: str, eps: float | None = None, by_rows: bool = False):
-        self._file, self._name, self.eps, self._by_rows = file, name, eps, by_rows
+    def __init__(self, file: TensorFile, name: str, eps: float | None = None, by_rows: bool = False,
+                 bias: bool = False):
+        self._file, self._name, self.eps, self._by_rows, self._bias = file, name, eps, by_rows, bias
 
     @property
     def weight(self) -> torch.Tensor | _FileRows:
         _give_back_freed_memory()  # the last tensor's float32 temporaries
         return _FileRows(self._file, self._name) if self._by_rows else self._file.read(self._name)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self._file.read(self._name.removesuffix("weight") + "bias") if self._bias else None
 
 
 def _give_back_freed_memory() -> None:
@@ -110,15 +115,16 @@ def lazy_model(file: TensorFile) -> SimpleNamespace:
     after another, so the whole float32 model never exists: a 4-bit file becomes a 4-bit engine
     without the 4x larger float32 copy in between."""
     cfg = file.config
+    b = cfg.qkv_bias
 
-    def w(name: str, eps: float | None = None) -> _FileWeight:
-        return _FileWeight(file, name, eps)
+    def w(name: str, eps: float | None = None, bias: bool = False) -> _FileWeight:
+        return _FileWeight(file, name, eps, bias=bias)
 
     def layer(i: int) -> SimpleNamespace:
         p = f"layers.{i}."
         return SimpleNamespace(
-            attn=SimpleNamespace(wq=w(p + "attn.wq.weight"), wk=w(p + "attn.wk.weight"), wv=w(p + "attn.wv.weight"),
-                                 wo=w(p + "attn.wo.weight")),
+            attn=SimpleNamespace(wq=w(p + "attn.wq.weight", bias=b), wk=w(p + "attn.wk.weight", bias=b),
+                                 wv=w(p + "attn.wv.weight", bias=b), wo=w(p + "attn.wo.weight")),
             ffn=SimpleNamespace(w_gate=w(p + "ffn.w_gate.weight"), w_up=w(p + "ffn.w_up.weight"),
                                 w_down=w(p + "ffn.w_down.weight")),
             attn_norm=w(p + "attn_norm.weight", cfg.norm_eps), ffn_norm=w(p + "ffn_norm.weight", cfg.norm_eps))

@@ -1,12 +1,15 @@
-"""The transformer: the Llama architecture exactly as GGUF's `llama` defines it.
+"""The transformer: the Llama architecture exactly as GGUF's `llama` defines it, and Qwen2 (`qwen2`).
 
 Token embedding, pre-norm blocks of RMSNorm -> grouped-query attention with RoPE -> RMSNorm ->
-SwiGLU MLP, a final RMSNorm and an output projection that may share the embedding matrix. No biases,
-no dropout: every weight maps one-to-one onto a GGUF tensor, so export is a copy and parity with
-llama.cpp and the numpy run file is testable.
+SwiGLU MLP, a final RMSNorm and an output projection that may share the embedding matrix. No
+dropout, and no biases except Qwen2's on the Q, K and V projections (`qkv_bias`), which is all
+that separates the two architectures: every weight maps one-to-one onto a GGUF tensor, so export
+is a copy and parity with llama.cpp and the numpy run file is testable.
 
 RoPE rotates adjacent pairs (x[2i], x[2i+1]), the convention llama.cpp uses for `llama` tensors,
-so Q and K weights are exported without the permutation HF checkpoints need.
+so Q and K weights are exported without the permutation HF checkpoints need. `qwen2` files (and
+HF checkpoints) rotate the two halves of each head instead; their Q and K rows (and biases) are
+permuted on the way in and out (io/hf.py's `halves_to_pairs`, `pairs_to_halves`), so there is one RoPE here.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class ModelConfig:
     rope_scaling: float = 1.0  # linear RoPE scaling: positions are divided by this (GGUF rope.scaling.factor)
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
+    qkv_bias: bool = False  # Qwen2: the Q, K and V projections add a bias (GGUF architecture qwen2)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "max_seq_len"):
@@ -111,9 +115,9 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=cfg.qkv_bias)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -175,6 +179,8 @@ class Transformer(nn.Module):
     def _init(m: nn.Module) -> None:
         if isinstance(m, nn.Linear | nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean",
                 embeds: torch.Tensor | None = None):

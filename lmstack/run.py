@@ -1,4 +1,4 @@
-"""Run a Llama-architecture GGUF model with nothing but numpy: the whole inference path in one file.
+"""Run a Llama- or Qwen2-architecture GGUF model with nothing but numpy: the whole inference path in one file.
 
     python lmstack/run.py model.gguf "Once upon a time" -n 128 --temperature 0.8
     python lmstack/run.py model.gguf --chat --system "You are terse."
@@ -481,20 +481,23 @@ class Config:
     rope_scaling: float  # linear RoPE scaling: positions are divided by it (rope.scaling.factor)
     norm_eps: float  # (attention.layer_norm_rms_epsilon)
     tie_embeddings: bool  # no output.weight: the embedding matrix is the output layer too
+    qkv_bias: bool  # qwen2: Q, K and V projections add a bias, and RoPE rotates halves, not pairs
 
 
 def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
 
 
-def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate adjacent pairs (x[2i], x[2i+1]) of each head (llama.cpp's NORM rope, Meta's layout).
+def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, halves: bool = False) -> np.ndarray:
+    """Rotate adjacent pairs (x[2i], x[2i+1]) of each head (llama.cpp's NORM rope, Meta's layout), or
+    with `halves` the pairs (x[i], x[i + rope_dim/2]) (NEOX rope, qwen2's and HF's layout).
     x is (T, heads, head_dim); cos/sin are (T, 1, rope_dim/2); dims past rope_dim stay unrotated."""
     rd = 2 * cos.shape[-1]
-    x1, x2 = x[..., 0:rd:2], x[..., 1:rd:2]
+    first, second = (slice(0, rd // 2), slice(rd // 2, rd)) if halves else (slice(0, rd, 2), slice(1, rd, 2))
+    x1, x2 = x[..., first], x[..., second]
     out = x.copy()
-    out[..., 0:rd:2] = x1 * cos - x2 * sin
-    out[..., 1:rd:2] = x1 * sin + x2 * cos
+    out[..., first] = x1 * cos - x2 * sin
+    out[..., second] = x1 * sin + x2 * cos
     return out
 
 
@@ -518,7 +521,8 @@ class Model:
         self.w_out = self.tok_embd if c.tie_embeddings else weight("output.weight")  # (vocab, dim)
         self.layers = [dict(  # shapes in tensor_shapes()
             attn_norm=weight(p + "attn_norm.weight"), wo=weight(p + "attn_output.weight"),
-            wqkv=stack(p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),
+            wqkv=stack(p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),  # (qd + 2 kvd, dim)
+            bqkv=np.concatenate([weight(p + f"attn_{x}.bias") for x in "qkv"]) if c.qkv_bias else 0,
             ffn_norm=weight(p + "ffn_norm.weight"), w_down=weight(p + "ffn_down.weight"),
             w_gate_up=stack(p + "ffn_gate.weight", p + "ffn_up.weight"))
             for p in (f"blk.{i}." for i in range(c.n_layers))]
@@ -558,9 +562,9 @@ class Model:
         scale = np.float32(1.0 / np.sqrt(hd))
         x = self.tok_embd[np.asarray(tokens)]
         for li, w in enumerate(self.layers):
-            qkv = rmsnorm(x, w["attn_norm"], c.norm_eps) @ w["wqkv"].T
-            q = rope(qkv[:, :qd].reshape(T, H, hd), cos, sin)
-            k = rope(qkv[:, qd:qd + kvd].reshape(T, KV, hd), cos, sin)
+            qkv = rmsnorm(x, w["attn_norm"], c.norm_eps) @ w["wqkv"].T + w["bqkv"]
+            q = rope(qkv[:, :qd].reshape(T, H, hd), cos, sin, c.qkv_bias)
+            k = rope(qkv[:, qd:qd + kvd].reshape(T, KV, hd), cos, sin, c.qkv_bias)
             self.k_cache[li, :, pos:end] = k.transpose(1, 0, 2)
             self.v_cache[li, :, pos:end] = qkv[:, qd + kvd:].reshape(T, KV, hd).transpose(1, 0, 2)
             keys, values = self.k_cache[li, :, None, :end], self.v_cache[li, :, None, :end]  # (KV,1,S,hd)
@@ -579,17 +583,19 @@ class Model:
 
 
 def read_config(metadata: dict, infos: dict[str, TensorInfo]) -> Config:
-    """The hyperparameters, each checked (a whole number in range, a finite positive number) before
-    anything is allocated, so a crafted file fails in one line instead of exhausting memory."""
+    """The hyperparameters (`<architecture>.*` keys), each checked (a whole number in range, a finite positive
+    number) before anything is allocated, so a crafted file fails in one line instead of exhausting memory."""
+    arch = metadata["general.architecture"]
+
     def value(key: str, default=None, hi: float = math.inf, whole: bool = True, why: str = ""):
-        v = metadata.get(f"llama.{key}", default)
+        v = metadata.get(f"{arch}.{key}", default)
         if v is None:
-            raise ValueError(f"missing metadata key 'llama.{key}'")
+            raise ValueError(f"missing metadata key '{arch}.{key}'")
         if isinstance(v, bool) or not isinstance(v, int if whole else int | float) or v > hi or \
                 not (v >= 1 if whole else 0 < v < math.inf):
             limit = "a finite number above 0" if not whole else "a whole number " + (
                 f"from 1 to {hi}{why}" if hi < math.inf else "of at least 1")
-            raise ValueError(f"llama.{key} = {str(v)[:40]} must be {limit}")
+            raise ValueError(f"{arch}.{key} = {str(v)[:40]} must be {limit}")
         return v if whole else float(v)
 
     if "token_embd.weight" not in infos or len(infos["token_embd.weight"].shape) != 2:
@@ -597,25 +603,25 @@ def read_config(metadata: dict, infos: dict[str, TensorInfo]) -> Config:
     dim = value("embedding_length")
     n_heads = value("attention.head_count", hi=dim)
     n_kv_heads = value("attention.head_count_kv", n_heads, hi=n_heads)
-    if n_heads % n_kv_heads or ("llama.attention.key_length" not in metadata and dim % n_heads):
+    if n_heads % n_kv_heads or (f"{arch}.attention.key_length" not in metadata and dim % n_heads):
         raise ValueError(f"inconsistent attention: embedding_length {dim}, head_count {n_heads}, head_count_kv "
                          f"{n_kv_heads} (each must divide the one before)")
     head_dim = value("attention.key_length", dim // n_heads, hi=dim)
     rope_dim = value("rope.dimension_count", head_dim, hi=head_dim)
-    scaling = metadata.get("llama.rope.scaling.type", "linear" if "llama.rope.scale_linear" in metadata else "none")
+    scaling = metadata.get(f"{arch}.rope.scaling.type", "linear" if f"{arch}.rope.scale_linear" in metadata else "none")
     rope_scaling = 1.0
     if scaling != "none":  # a factor of 0 means none given (older converters wrote rope.scale_linear)
-        given = metadata.get("llama.rope.scaling.factor") not in (None, 0, 0.0)
+        given = metadata.get(f"{arch}.rope.scaling.factor") not in (None, 0, 0.0)
         rope_scaling = value("rope.scaling.factor" if given else "rope.scale_linear", 1.0, whole=False)
     if (scaling != "linear" and rope_scaling != 1.0) or "rope_freqs.weight" in infos or rope_dim % 2:
         raise ValueError(f"unsupported rope: scaling {scaling!r} (only linear), rope_freqs or an odd dimension")
-    return Config(
+    return Config(  # 9 tensors per layer or more (qwen2: 12), which bounds the layer count
         dim=dim, n_layers=value("block_count", hi=len(infos) // 9, why=f" ({len(infos)} tensors, 9 per layer)"),
         n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim, ffn_dim=value("feed_forward_length"),
         vocab_size=infos["token_embd.weight"].shape[0], max_seq_len=value("context_length", hi=MAX_CONTEXT),
         rope_theta=value("rope.freq_base", 1e4, whole=False), rope_dim=rope_dim, rope_scaling=rope_scaling,
         norm_eps=value("attention.layer_norm_rms_epsilon", 1e-5, whole=False),
-        tie_embeddings="output.weight" not in infos)
+        tie_embeddings="output.weight" not in infos, qkv_bias=arch == "qwen2")
 
 
 def tensor_shapes(c: Config) -> dict[str, tuple[int, ...]]:
@@ -626,18 +632,20 @@ def tensor_shapes(c: Config) -> dict[str, tuple[int, ...]]:
     layer = {"attn_norm": (c.dim,), "attn_q": (qd, c.dim), "attn_k": (kvd, c.dim), "attn_v": (kvd, c.dim),
              "attn_output": (c.dim, qd), "ffn_norm": (c.dim,), "ffn_gate": (c.ffn_dim, c.dim),
              "ffn_up": (c.ffn_dim, c.dim), "ffn_down": (c.dim, c.ffn_dim)}
+    bias = {"attn_q": (qd,), "attn_k": (kvd,), "attn_v": (kvd,)} if c.qkv_bias else {}
     for i in range(c.n_layers):
         shapes |= {f"blk.{i}.{name}.weight": shape for name, shape in layer.items()}
+        shapes |= {f"blk.{i}.{name}.bias": shape for name, shape in bias.items()}
     return shapes
 
 
 def load(path: str) -> Model:
-    """Read a llama GGUF file into a ready Model: the metadata is checked against the tensors, then
+    """Read a llama or qwen2 GGUF file into a ready Model: the metadata is checked against the tensors, then
     each tensor is dequantised to float32 once, straight into the array the model keeps."""
     _, metadata, infos, buf = read_gguf_header(path)
     arch = metadata.get("general.architecture")
-    if arch != "llama":
-        raise ValueError(f"unsupported architecture {arch!r} (only 'llama')")
+    if arch not in ("llama", "qwen2"):
+        raise ValueError(f"unsupported architecture {arch!r} (only 'llama' and 'qwen2')")
     config = read_config(metadata, infos)
     want = tensor_shapes(config)
     for name, shape in want.items():
@@ -645,7 +653,7 @@ def load(path: str) -> Model:
             have = f"has shape {infos[name].shape}" if name in infos else "is missing"
             raise ValueError(f"tensor {name!r} {have}; the metadata implies {shape}")
     if extra := sorted(set(infos) - set(want)):
-        raise ValueError(f"unexpected tensor {extra[0]!r} for this llama config")
+        raise ValueError(f"unexpected tensor {extra[0]!r} for this {arch} config")
     need = 4 * sum(math.prod(t.shape) for t in infos.values())
     have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if need > have:
@@ -753,7 +761,7 @@ def chat(model: Model, args: argparse.Namespace, stats: list[float]) -> None:
 
 
 def main(argv: "Sequence[str] | None" = None) -> int:
-    ap = argparse.ArgumentParser(description="Generate text from a llama GGUF model with numpy.")
+    ap = argparse.ArgumentParser(description="Generate text from a llama or qwen2 GGUF model with numpy.")
     ap.add_argument("model", help="path to a .gguf file")
     ap.add_argument("prompt", nargs="?", default="", help="prompt text (first user message with --chat)")
     ap.add_argument("-n", type=int, default=256, help="maximum new tokens, >= 0 (per reply with --chat)")

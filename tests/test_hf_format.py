@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lmstack.errors import LmstackError
-from lmstack.io.hf import _to_halves, _to_pairs, export_hf
+from lmstack.io.hf import export_hf, halves_to_pairs, pairs_to_halves
 from lmstack.load import load_model
 from lmstack.model import Transformer
 from tests.conftest import tiny_config
@@ -36,9 +36,9 @@ def hf_dir(model, tokenizer, tmp_path_factory):
 
 def test_rope_permutation_is_a_permutation_and_its_inverse():
     w = torch.arange(4 * 8 * 3, dtype=torch.float32).reshape(4 * 8, 3)
-    assert torch.equal(_to_pairs(_to_halves(w, 4), 4), w)
-    assert not torch.equal(_to_halves(w, 4), w)
-    assert torch.equal(_to_halves(w, 4).sort(0).values, w.sort(0).values)
+    assert torch.equal(halves_to_pairs(pairs_to_halves(w, 4), 4), w)
+    assert not torch.equal(pairs_to_halves(w, 4), w)
+    assert torch.equal(pairs_to_halves(w, 4).sort(0).values, w.sort(0).values)
 
 
 def test_transformers_loads_the_export_with_the_same_logits(model, hf_dir):

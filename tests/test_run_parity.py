@@ -88,7 +88,7 @@ def test_script_streams_text_from_the_parameters_file(model, tokenizer, tmp_path
 
 def test_run_file_is_standalone_and_short():
     src = RUN_PY.read_text()
-    assert len(src.splitlines()) < 800  # the README promises under 800
+    assert len(src.splitlines()) < 1000  # the README promises under 1,000
     mods = set()
     for node in ast.walk(ast.parse(src)):
         if isinstance(node, ast.Import):

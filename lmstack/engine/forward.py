@@ -31,7 +31,9 @@ class FastLayer(nn.Module):
         self.eps = block.attn_norm.eps
         self.register_buffer("attn_norm", block.attn_norm.weight.detach().float().clone())
         self.register_buffer("ffn_norm", block.ffn_norm.weight.detach().float().clone())
-        self.qkv = QLinear(torch.cat([a.wq.weight, a.wk.weight, a.wv.weight]), quant)
+        biases = [a.wq.bias, a.wk.bias, a.wv.bias]  # Qwen2's; None for Llama
+        self.qkv = QLinear(torch.cat([a.wq.weight, a.wk.weight, a.wv.weight]), quant,
+                           bias=None if biases[0] is None else torch.cat(biases))
         self.wo = QLinear(a.wo.weight, quant)
         self.gate_up = QLinear(torch.cat([f.w_gate.weight, f.w_up.weight]), quant)
         self.down = QLinear(f.w_down.weight, quant)

@@ -41,10 +41,11 @@ class QLinear(nn.Module):
 
     int4 falls back to int8 for a shape the kernel cannot pack (say so via `.kind`)."""
 
-    def __init__(self, weight: torch.Tensor | RowSource, quant: str = "none", group: int = INT4_GROUP):
+    def __init__(self, weight: torch.Tensor | RowSource, quant: str = "none", group: int = INT4_GROUP,
+                 bias: torch.Tensor | None = None):
         """`weight` is a tensor, or anything that gives blocks of its rows as `weight[i:j]` (a matrix
         still in its file): int8 reads it a block at a time, so a vocabulary matrix never exists in
-        float32 whole."""
+        float32 whole. A `bias` (Qwen2's Q/K/V) stays float32 and is added to the float32 output."""
         super().__init__()
         if quant not in QUANTS:
             raise ValueError(f"unknown quantisation {quant!r}; choose from {', '.join(QUANTS)}")
@@ -53,6 +54,7 @@ class QLinear(nn.Module):
         if quant == "int4" and not int4_fits(self.n_out, self.n_in, group):
             quant = "int8"
         self.kind, self.group = quant, group
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
         if quant == "none":
             self.register_buffer("weight", w[:].float().contiguous())
         elif quant == "int8":
@@ -76,6 +78,10 @@ class QLinear(nn.Module):
             self.register_buffer("scale", sz.to(torch.bfloat16))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._product(x)
+        return y if self.bias is None else y + self.bias
+
+    def _product(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
             return F.linear(x, self.weight)
         if (self.kind == "int8" and self.n_out >= 16384 and torch.compiler.is_compiling()

@@ -1,7 +1,9 @@
 """The parameters file: GGUF export and import for the package (run.py keeps its own small reader).
 
-Tensor names and metadata keys are llama.cpp's for architecture `llama`, and RoPE in model.py uses
-llama.cpp's pair layout, so weights are copied as they are: no Q/K permutation in either direction.
+Tensor names and metadata keys are llama.cpp's for architectures `llama` and `qwen2` (a model with
+`qkv_bias`: the same tensors plus Q/K/V biases). RoPE in model.py uses llama.cpp's pair layout for
+`llama`, so those weights are copied as they are; `qwen2` files rotate halves, so their Q and K rows
+are permuted on the way in and out (hf.halves_to_pairs), blocks and all for raw tensors.
 
 Reading memory-maps the file and dequantises every tensor to float32 with the `gguf` package (F32,
 F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants among others); `raw_tensors` gives the
@@ -26,6 +28,7 @@ import torch
 
 from lmstack.errors import LmstackError
 from lmstack.io.files import atomic_path
+from lmstack.io.hf import halves_to_pairs, pairs_to_halves
 from lmstack.io.tokenizer import DEFAULT_PRE, IGNORE_MERGES, Tokenizer, byte_level_pre_tokenizer
 from lmstack.model import ModelConfig
 
@@ -42,6 +45,9 @@ _LAYER_NAMES = {
     "attn.wk.weight": "attn_k.weight",
     "attn.wv.weight": "attn_v.weight",
     "attn.wo.weight": "attn_output.weight",
+    "attn.wq.bias": "attn_q.bias",
+    "attn.wk.bias": "attn_k.bias",
+    "attn.wv.bias": "attn_v.bias",
     "ffn_norm.weight": "ffn_norm.weight",
     "ffn.w_gate.weight": "ffn_gate.weight",
     "ffn.w_up.weight": "ffn_up.weight",
@@ -83,7 +89,7 @@ def export_gguf(model: torch.nn.Module, tok: Tokenizer, path: str | Path, dtype:
         raise LmstackError(f"tokenizer has {tok.vocab_size} tokens but the model expects {cfg.vocab_size}")
     path = Path(path)
     with atomic_path(path) as tmp:
-        _write_gguf(gguf.GGUFWriter(str(tmp), "llama"), model, tok, name, dtype, chat_template)
+        _write_gguf(gguf.GGUFWriter(str(tmp), architecture(cfg)), model, tok, name, dtype, chat_template)
     return path
 
 
@@ -113,7 +119,10 @@ def _write_gguf(w, model, tok: Tokenizer, name: str, dtype: str, chat_template: 
             continue
         if key.startswith("rope_"):
             continue
-        arr = t.detach().float().cpu().numpy()
+        t = t.detach().float().cpu()
+        if (heads := _rope_heads(cfg, key)) is not None:
+            t = pairs_to_halves(t, heads)
+        arr = t.numpy()
         if arr.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
             w.add_tensor(gguf_name(key), arr)
         elif qtype == gguf.GGMLQuantizationType.F16:
@@ -178,6 +187,20 @@ def _scores_from_merges(tok: Tokenizer) -> list[float]:
         if scores[i] == 0.0 and len(t) == 1:
             scores[i] = -float(n + i)  # single characters come after every merge
     return scores
+
+
+def _rope_heads(cfg: ModelConfig, name: str) -> int | None:
+    """Heads of a Q or K tensor (our name) that a `qwen2` file stores in the halves layout; else None."""
+    if not cfg.qkv_bias:
+        return None
+    return cfg.n_heads if ".attn.wq." in name else cfg.n_kv_heads if ".attn.wk." in name else None
+
+
+def _pairs_order(cfg: ModelConfig, name: str, rows: int) -> np.ndarray | None:
+    """The row order that puts a tensor of the file into this model's RoPE layout (None: as it is).
+    An order of rows, not arithmetic, so it applies to quantised blocks too: rows are independent."""
+    heads = _rope_heads(cfg, name)
+    return None if heads is None else halves_to_pairs(torch.arange(rows), heads).numpy()
 
 
 @dataclass
@@ -360,9 +383,17 @@ def _open(path: Path) -> tuple[gguf.GGUFReader, dict]:
         if t.data_offset + t.n_bytes > size:
             raise LmstackError(f"{path}: tensor {t.name} runs past the end of the file (truncated?)")
     arch = meta.get("general.architecture")
-    if arch != "llama":
-        raise LmstackError(f"{path}: unsupported architecture {arch!r} (supported: llama)")
+    if arch not in ARCHITECTURES:
+        raise LmstackError(f"{path}: unsupported architecture {arch!r} (supported: {', '.join(ARCHITECTURES)})")
     return reader, meta
+
+
+# GGUF architectures read and written; `qwen2` is `llama` with Q/K/V biases (ModelConfig.qkv_bias)
+ARCHITECTURES = ("llama", "qwen2")
+
+
+def architecture(cfg: ModelConfig) -> str:
+    return "qwen2" if cfg.qkv_bias else "llama"
 
 
 # Positions a file may declare: Llama-family files go up to 4M (2^22); more is a corrupt or hostile file,
@@ -376,24 +407,27 @@ def _show(v) -> str:
 
 
 def _hyperparameters(path: Path, meta: dict):
-    """Readers of `llama.*` values that refuse, in one line, a missing key, a wrong type or a value out of range."""
+    """Readers of `<architecture>.*` values (`llama.*`, `qwen2.*`) that refuse, in one line, a missing key,
+    a wrong type or a value out of range."""
+    arch = meta["general.architecture"]
+
     def get(key, default):
-        v = meta.get(f"llama.{key}", default)
+        v = meta.get(f"{arch}.{key}", default)
         if v is None:
-            raise LmstackError(f"{path}: missing metadata llama.{key}")
+            raise LmstackError(f"{path}: missing metadata {arch}.{key}")
         return v
 
     def count(key: str, default: int | None = None, hi: int | None = None, why: str = "") -> int:
         v = get(key, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1 or (hi is not None and v > hi):
             limit = "of at least 1" if hi is None else f"from 1 to {hi}{why}"
-            raise LmstackError(f"{path}: llama.{key} = {_show(v)} must be a whole number {limit}")
+            raise LmstackError(f"{path}: {arch}.{key} = {_show(v)} must be a whole number {limit}")
         return v
 
     def number(key: str, default: float) -> float:
         v = get(key, default)
         if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
-            raise LmstackError(f"{path}: llama.{key} = {_show(v)} must be a finite number above 0")
+            raise LmstackError(f"{path}: {arch}.{key} = {_show(v)} must be a finite number above 0")
         return _f32(v)
 
     return get, count, number
@@ -404,28 +438,30 @@ def _config(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]]) -> Model
     before anything is allocated; `shapes` (tensor name -> shape) gives the vocabulary and whether
     the output matrix is tied."""
     get, count, number = _hyperparameters(path, meta)
+    arch = meta["general.architecture"]
     emb = shapes.get("token_embd.weight")
     if emb is None or len(emb) != 2:
         raise LmstackError(f"{path}: no token_embd.weight matrix")
     dim = count("embedding_length")
     n_heads = count("attention.head_count", hi=dim)
     if dim % n_heads:
-        raise LmstackError(f"{path}: llama.embedding_length {dim} is not a multiple of llama.attention.head_count "
+        raise LmstackError(f"{path}: {arch}.embedding_length {dim} is not a multiple of {arch}.attention.head_count "
                            f"{n_heads}")
     head_dim = dim // n_heads
     n_kv_heads = count("attention.head_count_kv", n_heads, hi=n_heads)
     if n_heads % n_kv_heads:
-        raise LmstackError(f"{path}: llama.attention.head_count {n_heads} is not a multiple of "
-                           f"llama.attention.head_count_kv {n_kv_heads}")
+        raise LmstackError(f"{path}: {arch}.attention.head_count {n_heads} is not a multiple of "
+                           f"{arch}.attention.head_count_kv {n_kv_heads}")
     for key in ("attention.key_length", "attention.value_length", "rope.dimension_count"):
         if count(key, head_dim) != head_dim:
-            raise LmstackError(f"{path}: llama.{key} = {get(key, 0)} differs from embedding_length / head_count = "
+            raise LmstackError(f"{path}: {arch}.{key} = {get(key, 0)} differs from embedding_length / head_count = "
                                f"{head_dim}, which this model does not support")
-    n_layers = count("block_count", hi=len(shapes) // 9, why=f" ({len(shapes)} tensors, 9 per layer)")
-    kind = str(get("rope.scaling.type", "linear" if "llama.rope.scale_linear" in meta else "none"))
+    per_layer = 12 if arch == "qwen2" else 9
+    n_layers = count("block_count", hi=len(shapes) // per_layer, why=f" ({len(shapes)} tensors, {per_layer} per layer)")
+    kind = str(get("rope.scaling.type", "linear" if f"{arch}.rope.scale_linear" in meta else "none"))
     factor = 1.0
     if kind != "none":  # a factor of 0 means none given (older converters wrote rope.scale_linear)
-        given = meta.get("llama.rope.scaling.factor") not in (None, 0, 0.0)
+        given = meta.get(f"{arch}.rope.scaling.factor") not in (None, 0, 0.0)
         factor = number("rope.scaling.factor", 0.0) if given else number("rope.scale_linear", 1.0)
     if kind != "linear" and factor != 1.0:
         raise LmstackError(f"{path}: rope scaling {kind!r} is not supported (supported: linear)")
@@ -435,21 +471,24 @@ def _config(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]]) -> Model
             ffn_dim=count("feed_forward_length"), max_seq_len=count("context_length", hi=MAX_CONTEXT),
             rope_theta=number("rope.freq_base", 10000.0), rope_scaling=factor,
             norm_eps=number("attention.layer_norm_rms_epsilon", 1e-5), tie_embeddings="output.weight" not in shapes,
-        )
+            qkv_bias=arch == "qwen2")
     except ValueError as e:
         raise LmstackError(f"{path}: inconsistent hyperparameters ({e})") from None
 
 
 def tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every tensor a `llama` file with this config holds (llama.cpp names), with its shape (rows, columns)."""
+    """Every tensor a `llama` (or, with qkv_bias, `qwen2`) file with this config holds (llama.cpp names),
+    with its shape (rows, columns)."""
     d, qd, kvd, f = cfg.dim, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.ffn_dim
     shapes = {"token_embd.weight": (cfg.vocab_size, d), "output_norm.weight": (d,)}
     if not cfg.tie_embeddings:
         shapes["output.weight"] = (cfg.vocab_size, d)
     layer = {"attn_norm": (d,), "attn_q": (qd, d), "attn_k": (kvd, d), "attn_v": (kvd, d), "attn_output": (d, qd),
              "ffn_norm": (d,), "ffn_gate": (f, d), "ffn_up": (f, d), "ffn_down": (d, f)}
+    bias = {"attn_q": (qd,), "attn_k": (kvd,), "attn_v": (kvd,)} if cfg.qkv_bias else {}
     for i in range(cfg.n_layers):
         shapes |= {f"blk.{i}.{name}.weight": shape for name, shape in layer.items()}
+        shapes |= {f"blk.{i}.{name}.bias": shape for name, shape in bias.items()}
     return shapes
 
 
@@ -458,7 +497,7 @@ def _check_tensors(path: Path, cfg: ModelConfig, shapes: dict[str, tuple[int, ..
     want = tensor_shapes(cfg)
     for name, shape in want.items():
         if name not in shapes:
-            raise LmstackError(f"{path}: tensor {name} is missing (llama.block_count = {cfg.n_layers})")
+            raise LmstackError(f"{path}: tensor {name} is missing ({architecture(cfg)}.block_count = {cfg.n_layers})")
         if shapes[name] != shape:
             raise LmstackError(f"{path}: tensor {name} has shape {shapes[name]} but the metadata implies {shape}")
     extra = sorted(set(shapes) - set(want))
@@ -467,7 +506,7 @@ def _check_tensors(path: Path, cfg: ModelConfig, shapes: dict[str, tuple[int, ..
 
 
 def _validated(path: Path) -> tuple[gguf.GGUFReader, dict, ModelConfig]:
-    """Reader, metadata and config of a `llama` file whose metadata and tensors agree; nothing decoded yet."""
+    """Reader, metadata and config of a file whose metadata and tensors agree; nothing decoded yet."""
     reader, meta = _open(path)
     shapes = {t.name: tuple(int(x) for x in reversed(t.shape.tolist())) for t in reader.tensors}
     if "rope_freqs.weight" in shapes:
@@ -482,7 +521,7 @@ def _validated(path: Path) -> tuple[gguf.GGUFReader, dict, ModelConfig]:
 
 
 def read_gguf(path: str | Path) -> GGUFModel:
-    """Read a `llama` GGUF file into a ModelConfig and float32 tensors, with one-line errors.
+    """Read a `llama` or `qwen2` GGUF file into a ModelConfig and float32 tensors, with one-line errors.
 
     The metadata is checked against the tensors and the file size first; the file is memory-mapped and
     tensors are dequantised one at a time, so the peak is the float32 model (plus the RoPE table of its
@@ -505,6 +544,8 @@ def read_gguf(path: str | Path) -> GGUFModel:
         arr = gguf.quants.dequantize(t.data, t.tensor_type)
         shape = tuple(int(x) for x in reversed(t.shape.tolist()))
         arr = np.asarray(arr, dtype=np.float32).reshape(shape)
+        if (order := _pairs_order(cfg, torch_name(t.name), shape[0])) is not None:
+            arr = arr[order]
         tensors[torch_name(t.name)] = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # F32: a view
         types[t.name] = t.tensor_type.name
     if cfg.tie_embeddings:
@@ -521,15 +562,20 @@ class RawTensor:
 
 
 def raw_tensors(path: str | Path) -> dict[str, RawTensor]:
-    """Every tensor of a `llama` GGUF file without dequantising, by our state-dict names."""
+    """Every tensor of a GGUF file without dequantising, by our state-dict names (Q/K rows of a `qwen2`
+    file put in this model's RoPE layout, which copies those few)."""
     path = Path(path)
-    reader, _, _ = _validated(path)
-    return {torch_name(t.name): RawTensor(t.tensor_type.name, tuple(int(x) for x in reversed(t.shape.tolist())),
-                                          t.data) for t in reader.tensors}
+    reader, _, cfg = _validated(path)
+    out = {}
+    for t in reader.tensors:
+        shape, name = tuple(int(x) for x in reversed(t.shape.tolist())), torch_name(t.name)
+        order = _pairs_order(cfg, name, shape[0])
+        out[name] = RawTensor(t.tensor_type.name, shape, t.data if order is None else t.data[order])
+    return out
 
 
 class TensorFile:
-    """A `llama` GGUF file read one tensor (or a block of its rows) at a time, for a runtime that
+    """A GGUF file read one tensor (or a block of its rows) at a time, for a runtime that
     converts weights as it reads them and never holds the whole model as float32 (the engine).
 
     Validated like read_gguf. Each read takes the tensor's bytes with pread rather than through the
@@ -553,6 +599,11 @@ class TensorFile:
         t = self._tensors[name]
         shape = self.shape(name)
         stop = shape[0] if stop is None else min(stop, shape[0])
+        if (order := _pairs_order(self.config, name, shape[0])) is not None:  # Q/K of qwen2: rows reordered
+            return self._read(t, shape, 0, shape[0])[torch.from_numpy(order[start:stop])]
+        return self._read(t, shape, start, stop)
+
+    def _read(self, t, shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor:
         row_bytes = int(t.n_bytes) // shape[0]
         with open(self.path, "rb") as f:
             raw = os.pread(f.fileno(), (stop - start) * row_bytes, int(t.data_offset) + start * row_bytes)

@@ -1,11 +1,12 @@
-"""Hugging Face checkpoints: read a Llama directory (config.json + *.safetensors + tokenizer.json) into
-our Transformer, and write an lmstack model as one that `transformers` loads.
+"""Hugging Face checkpoints: read a Llama or Qwen2 directory (config.json + *.safetensors +
+tokenizer.json) into our Transformer, and write an lmstack model as one that `transformers` loads
+(Qwen2ForCausalLM when it has Q/K/V biases, LlamaForCausalLM otherwise).
 
-The only real conversion is RoPE's layout. HF's Llama rotates the two halves of each head,
+The only real conversion is RoPE's layout. HF's models rotate the two halves of each head,
 (x[i], x[i + d/2]); ours (llama.cpp's and Meta's) rotates adjacent pairs (x[2i], x[2i+1]). The same
-model in the two layouts differs by a permutation of the rows of each head in the Q and K weights,
-the one llama.cpp's converter applies; `_to_pairs` and `_to_halves` are that permutation and its
-inverse. Everything else maps name to name.
+model in the two layouts differs by a permutation of the rows of each head in the Q and K weights
+(and Qwen2's Q and K biases), the one llama.cpp's converter applies: `halves_to_pairs` and its
+inverse (gguf_file.py applies them to `qwen2` files, which keep the halves layout). Everything else maps name to name.
 """
 
 from __future__ import annotations
@@ -21,12 +22,28 @@ from lmstack.errors import LmstackError
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.model import ModelConfig
 
+
+def halves_to_pairs(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Q or K rows (or biases) laid out for RoPE on halves (x[i], x[i + d/2]: HF, GGUF `qwen2`) ->
+    laid out for RoPE on adjacent pairs (x[2i], x[2i+1]: this model). llama.cpp's converter applies
+    this permutation to `llama` models."""
+    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def pairs_to_halves(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """The inverse of halves_to_pairs: this model's Q or K rows in the halves layout."""
+    return w.reshape(n_heads, w.shape[0] // n_heads // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
 _LAYER = {
     "input_layernorm.weight": "attn_norm.weight",
     "self_attn.q_proj.weight": "attn.wq.weight",
     "self_attn.k_proj.weight": "attn.wk.weight",
     "self_attn.v_proj.weight": "attn.wv.weight",
     "self_attn.o_proj.weight": "attn.wo.weight",
+    "self_attn.q_proj.bias": "attn.wq.bias",
+    "self_attn.k_proj.bias": "attn.wk.bias",
+    "self_attn.v_proj.bias": "attn.wv.bias",
     "post_attention_layernorm.weight": "ffn_norm.weight",
     "mlp.gate_proj.weight": "ffn.w_gate.weight",
     "mlp.up_proj.weight": "ffn.w_up.weight",
@@ -36,25 +53,24 @@ _TOP = {"model.embed_tokens.weight": "tok_embeddings.weight", "model.norm.weight
         "lm_head.weight": "output.weight"}
 
 
-def _to_pairs(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """HF half-split rows of each head -> adjacent-pair rows (llama.cpp's permutation)."""
-    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
-
-
-def _to_halves(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Adjacent-pair rows -> HF half-split rows: the inverse of _to_pairs."""
-    return w.reshape(n_heads, w.shape[0] // n_heads // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
-
-
 def is_hf_checkpoint(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").exists() and any(path.glob("*.safetensors"))
 
 
+def _rope_heads(cfg: ModelConfig, name: str) -> int | None:
+    """Heads of a Q or K tensor (our name), whose rows HF lays out by halves; None for the rest."""
+    return cfg.n_heads if ".attn.wq." in name else cfg.n_kv_heads if ".attn.wk." in name else None
+
+
 def _config(path: Path, c: dict) -> ModelConfig:
-    if c.get("model_type") != "llama" and "LlamaForCausalLM" not in (c.get("architectures") or []):
-        raise LmstackError(f"{path}: unsupported architecture {c.get('model_type')!r} (supported: llama)")
+    archs = c.get("architectures") or []
+    qwen2 = c.get("model_type") == "qwen2" or "Qwen2ForCausalLM" in archs
+    if not qwen2 and c.get("model_type") != "llama" and "LlamaForCausalLM" not in archs:
+        raise LmstackError(f"{path}: unsupported architecture {c.get('model_type')!r} (supported: llama, qwen2)")
     if c.get("attention_bias") or c.get("mlp_bias"):
         raise LmstackError(f"{path}: Llama with bias terms is not supported")
+    if qwen2 and c.get("use_sliding_window") and c.get("sliding_window", 0) < c.get("max_position_embeddings", 0):
+        raise LmstackError(f"{path}: Qwen2 with sliding-window attention is not supported")
     if c.get("hidden_act", "silu") != "silu":
         raise LmstackError(f"{path}: activation {c['hidden_act']!r} is not supported (supported: silu)")
     rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
@@ -72,7 +88,7 @@ def _config(path: Path, c: dict) -> ModelConfig:
             rope_theta=float(rope.get("rope_theta", c.get("rope_theta", 10000.0))),
             rope_scaling=float(rope.get("factor", 1.0)) if kind == "linear" else 1.0,
             norm_eps=float(c.get("rms_norm_eps", 1e-6)), tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-        )
+            qkv_bias=qwen2)
     except (KeyError, ValueError) as e:
         raise LmstackError(f"{path}: config.json is incomplete or inconsistent ({e})") from None
 
@@ -113,7 +129,7 @@ def _tokenizer(path: Path, config: dict) -> Tokenizer:
 
 
 def read_hf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Tokenizer, dict]:
-    """(config, float32 state dict in our layout, tokenizer, config.json) of a HF Llama checkpoint."""
+    """(config, float32 state dict in our layout, tokenizer, config.json) of a HF Llama or Qwen2 checkpoint."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -140,11 +156,7 @@ def read_hf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Tok
                 raise LmstackError(f"{path}: unexpected tensor {name!r} in the checkpoint")
             ours = f"layers.{parts[2]}.{_LAYER[parts[3]]}"
         t = t.float()
-        if ours.endswith("attn.wq.weight"):
-            t = _to_pairs(t, cfg.n_heads)
-        elif ours.endswith("attn.wk.weight"):
-            t = _to_pairs(t, cfg.n_kv_heads)
-        sd[ours] = t
+        sd[ours] = t if (heads := _rope_heads(cfg, ours)) is None else halves_to_pairs(t, heads)
     if "output.weight" not in sd:
         cfg.tie_embeddings = True
         sd["output.weight"] = sd.get("tok_embeddings.weight")
@@ -152,7 +164,8 @@ def read_hf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Tok
 
 
 def export_hf(model: torch.nn.Module, tok: Tokenizer, out_dir: str | Path) -> Path:
-    """Write `model` as a HF Llama checkpoint directory (float32 safetensors), atomically."""
+    """Write `model` as a HF Llama (or, with Q/K/V biases, Qwen2) checkpoint directory (float32
+    safetensors), atomically."""
     from safetensors.torch import save_file
     from tokenizers import Tokenizer as HFTokenizer
 
@@ -163,10 +176,8 @@ def export_hf(model: torch.nn.Module, tok: Tokenizer, out_dir: str | Path) -> Pa
         if key.startswith("rope_") or (key == "output.weight" and cfg.tie_embeddings):
             continue
         t = t.detach().float().cpu()
-        if key.endswith("attn.wq.weight"):
-            t = _to_halves(t, cfg.n_heads)
-        elif key.endswith("attn.wk.weight"):
-            t = _to_halves(t, cfg.n_kv_heads)
+        if (heads := _rope_heads(cfg, key)) is not None:
+            t = pairs_to_halves(t, heads)
         hf_name = {v: k for k, v in _TOP.items()}.get(key)
         if hf_name is None:
             _, i, rest = key.split(".", 2)
@@ -174,8 +185,9 @@ def export_hf(model: torch.nn.Module, tok: Tokenizer, out_dir: str | Path) -> Pa
         sd[hf_name] = t.contiguous()
     name = lambda i: tok.hf.id_to_token(i) if i is not None else None
     bos = tok.bos_id if tok.bos_id is not None else tok.end_of_text_id
+    arch, kind = ("Qwen2ForCausalLM", "qwen2") if cfg.qkv_bias else ("LlamaForCausalLM", "llama")
     config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+        "architectures": [arch], "model_type": kind, "hidden_act": "silu",
         "hidden_size": cfg.dim, "intermediate_size": cfg.ffn_dim, "num_hidden_layers": cfg.n_layers,
         "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim,
         "max_position_embeddings": cfg.max_seq_len, "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,

