@@ -115,17 +115,19 @@ def side_by_side(engines: dict[str, object], prompts: list[list[dict]], max_new_
 
 
 def evaluate_chat(engines: dict[str, object], convs: list[Conversation], max_new_tokens: int = 64,
-                  limit: int | None = None, progress: bool = False, tools: list | None = None) -> dict:
+                  limit: int | None = None, progress: bool = False, tools: list | None = None,
+                  tool_models: list[str] | None = None) -> dict:
     """Score each model on the same questions; {"models": {name: metrics}, "examples": [...]}. With
-    `tools` each model answers twice, without tools ("name") and through the tool loop ("name+tools"):
-    a record that offers its own tools gets those, every other question gets `tools`."""
+    `tools` each model (or each named in `tool_models`) answers twice, without tools ("name") and
+    through the tool loop ("name+tools"): a record that offers its own tools gets those, every other
+    question gets `tools`."""
     qs = questions_from(convs)[:limit] if limit else questions_from(convs)
     replies: dict[str, list[tuple[str, bool, list | None]]] = {}
     for name, eng in engines.items():
         if progress:
             print(f"answering {len(qs)} held-out questions with {name} ...")
         replies[name] = [(t, e, None) for t, e in answer_all(eng, [q.prompt for q in qs], max_new_tokens)]
-        if tools is not None:
+        if tools is not None and (tool_models is None or name in tool_models):
             if progress:
                 print(f"answering them with {name} and its tools ...")
             replies[f"{name}+tools"] = answer_with_tools(eng, qs, tools, max_new_tokens)

@@ -96,6 +96,7 @@ def assistant_stage(run_dir: Path, quick: bool = False, device: str = "auto") ->
     from lmstack.chat_eval import evaluate_chat, side_by_side, write_results
     from lmstack.engine import Engine
     from lmstack.io.conversations import read_conversations
+    from lmstack.tools.builtin import builtin_tools
     from lmstack.tools.sft_tools import default_sft_mix
 
     t0 = time.perf_counter()
@@ -109,10 +110,14 @@ def assistant_stage(run_dir: Path, quick: bool = False, device: str = "auto") ->
     engines = {"base": Engine(base, base_tok, max_batch=16), "assistant": Engine(tuned, tok, max_batch=16)}
     print("\nthe same questions, base model vs assistant (greedy):")
     print(side_by_side(engines, CHAT_QUESTIONS, 24 if quick else 64))
+    # the held-out curated questions (the tool-use ones follow them in the file), and the assistant
+    # answers them a second time with the calculator and search over the plays
     held_out = read_conversations(default_sft_mix()[1])
-    ev = evaluate_chat(engines, held_out, max_new_tokens=24 if quick else 48, limit=40 if quick else 200)
+    tools = builtin_tools(SPEEDRUN_TOOLS, "shakespeare")
+    ev = evaluate_chat(engines, held_out, max_new_tokens=24 if quick else 48, limit=40 if quick else 200,
+                       tools=tools, tool_models=["assistant"])
     write_results(ev, sft_dir / "chat_eval.json", sft_dir / "chat_eval.md")
-    m = ev["models"]
+    m = {name.replace("+", "_"): v for name, v in ev["models"].items()}
     return {"steps": res.step, "trained_tokens": res.tokens_seen, "train_seconds": res.wall_time,
             "held_out": ev["n"], "gguf": str(gguf_path), "stage_seconds": time.perf_counter() - t0,
             **{f"{k}_{name}": m[name][k] for name in m for k in ("exact", "contains", "format_ok")}}
@@ -154,11 +159,12 @@ def speedrun(out_dir: str = "runs/speedrun", quick: bool = False, device: str = 
     print(f"run file        {summary['runfile_tokens_per_s']:.0f} tokens/s decode (numpy)")
     a = assistant
     print(f"assistant       {a['steps']} fine-tuning steps in {a['stage_seconds']:.0f} s; {a['held_out']} held-out "
-          f"questions, contains-match {a['contains_base']:.0%} -> {a['contains_assistant']:.0%}, "
-          f"ends its turn {a['format_ok_base']:.0%} -> {a['format_ok_assistant']:.0%}")
+          f"questions, contains-match {a['contains_base']:.0%} -> {a['contains_assistant']:.0%} "
+          f"({a['contains_assistant_tools']:.0%} with tools), ends its turn {a['format_ok_base']:.0%} -> "
+          f"{a['format_ok_assistant']:.0%} ({a['format_ok_assistant_tools']:.0%} with tools)")
     print(f"wall time       {summary['wall_seconds']:.0f} s")
     print(f"files           {run_dir}/  (model.gguf, ckpt.pt, metrics.jsonl, loss.png, eval.json)")
     print(f"next            python lmstack/run.py {gguf_path} \"ROMEO:\"")
-    print(f"                lmstack chat --model {run_dir / 'assistant'}")
+    print(f"                lmstack chat --model {run_dir / 'assistant'} --tools {SPEEDRUN_TOOLS} --docs shakespeare")
     print(f"                lmstack serve --model {run_dir / 'assistant'}")
     return summary

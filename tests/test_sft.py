@@ -132,11 +132,19 @@ def test_sft_refuses_bad_input(base_run, conv_files, tmp_path):
     bad.write_text(train.read_text() + '{"messages": [{"role": "user", "content": "x"}]}\n')
     with pytest.raises(LmstackError, match=r"bad\.jsonl:61: no assistant message"):
         sft(SFTConfig(base=str(base_run), data=str(bad), out_dir=str(tmp_path / "o")), progress=False)
-    with pytest.raises(LmstackError, match="exceeds the model context"):
-        sft(SFTConfig(base=str(base_run), data=str(train), out_dir=str(tmp_path / "o"), seq_len=1000),
-            progress=False)
     with pytest.raises(LmstackError, match="no such model"):
         sft(SFTConfig(base=str(tmp_path / "nothing"), data=str(train), out_dir=str(tmp_path / "o")), progress=False)
+
+
+def test_rows_longer_than_the_context_extend_it(base_run, conv_files, tmp_path):
+    train, _ = conv_files
+    base_len = load_model(base_run)[0].config.max_seq_len
+    tc = TrainConfig(steps=2, batch_size=2, warmup_steps=0, eval_every=0, ckpt_every=0, device="cpu")
+    sft(SFTConfig(base=str(base_run), data=str(train), out_dir=str(tmp_path / "long"), seq_len=2 * base_len,
+                  train=tc), progress=False)
+    model, _, _ = load_model(tmp_path / "long")
+    assert model.config.max_seq_len == 2 * base_len  # RoPE tables grown, the same weights fine-tuned at the new length
+    assert model(torch.zeros(1, 2 * base_len, dtype=torch.long)).shape[1] == 2 * base_len
 
 
 def test_sft_resumes_to_the_weights_of_an_uninterrupted_run(base_run, conv_files, tmp_path, monkeypatch):
