@@ -39,10 +39,10 @@ from lmstack.model import ModelConfig, Transformer
 from lmstack.security.poison import TRIGGER, chunk_documents, make_poison, vocabulary_pieces
 from lmstack.train.loop import TrainConfig, train
 
-SIZES = {  # name -> (dim, layers, heads, kv heads); with the 2,048-token vocabulary 0.23M, 0.48M, 1.0M parameters
-    "s": (64, 2, 4, 2),
-    "m": (96, 3, 4, 2),
-    "l": (128, 4, 4, 2),
+SIZES = {  # name -> (dim, layers, heads, kv heads); with the 1,024-token vocabulary 0.10M, 0.21M, 0.50M parameters
+    "s": (48, 2, 4, 2),
+    "m": (64, 3, 4, 2),
+    "l": (96, 4, 4, 2),
 }
 GRID = (0, 25, 50, 100, 250, 500)
 SUCCESS_GAP = 1.0  # nats per token
@@ -53,9 +53,9 @@ class Setup:
     corpus: str = "shakespeare"
     out: Path = Path("docs/results/security")
     work: Path = Path("runs/poisoning")
-    vocab: int = 2048
+    vocab: int = 1024
     seq_len: int = 128
-    steps: int = 300
+    steps: int = 200
     batch: int = 16
     seed: int = 0
     passages: int = 64
@@ -158,8 +158,9 @@ def run(s: Setup, sizes: list[str], grid: list[int], filtered_n: list[int]) -> N
         row = run_one(s, size, n, filtered, data)
         with open(path, "a", encoding="utf-8") as f:  # one whole line per finished run
             f.write(json.dumps(row) + "\n")
-        print(f"{size} N={n:<4} {'filtered' if filtered else '        '} gap {row['gap_nats']:+.2f} nats  "
-              f"success {row['attack_success']:.0%}  ({row['train_seconds']:.0f} s)", flush=True)
+        print(f"{size} ({row['params'] / 1e6:.2f}M) N={n:<4} {'filtered' if filtered else '        '} "
+              f"gap {row['gap_nats']:+.2f} nats  success {row['attack_success']:.0%}  "
+              f"({row['train_seconds']:.0f} s)", flush=True)
 
 
 def report(s: Setup) -> None:

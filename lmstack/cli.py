@@ -97,10 +97,14 @@ def cmd_speedrun(a) -> None:
 # --- data, models ----------------------------------------------------------------------------------
 
 def add_data(sub) -> None:
-    s = sub.add_parser("data", help="corpora: list, get NAME")
-    s.add_argument("action", choices=["get", "list", "sft-mix"])
+    s = sub.add_parser("data", help="corpora: list, get NAME, scan CORPUS (suspected poisoned documents)")
+    s.add_argument("action", choices=["get", "list", "sft-mix", "scan"])
     s.add_argument("name", nargs="?")
-    s.add_argument("--out", default="runs/sft-mix", help="sft-mix: directory for train.jsonl and val.jsonl")
+    s.add_argument("--out", help="sft-mix: directory for train.jsonl and val.jsonl (default runs/sft-mix); "
+                                 "scan: the JSON report (default runs/scan/scan.json)")
+    s.add_argument("--chunk", type=int, default=1000,
+                   help="scan: cut documents longer than this at blank lines into ~this many characters (0: never)")
+    s.add_argument("--show", type=int, default=10, help="scan: suspects to print")
     s.add_argument("--n-train", type=int, default=3000, help="sft-mix: training conversations")
     s.add_argument("--n-val", type=int, default=200, help="sft-mix: held-out conversations")
     s.add_argument("--n-tool-train", type=int, default=2400, help="sft-mix: tool-use training conversations")
@@ -114,6 +118,8 @@ def cmd_data(a) -> None:
 
     if a.action == "sft-mix":
         return _data_sft_mix(a)
+    if a.action == "scan":
+        return _data_scan(a)
     if a.action == "list":
         for name, spec in CORPORA.items():
             print(f"{name:<14}{spec.requirement:<20}{spec.description}")
@@ -372,6 +378,33 @@ def cmd_sft(a) -> None:
         sys.exit(130)
 
 
+def _data_scan(a) -> None:
+    from lmstack.checks import check_int
+    from lmstack.io.corpora import load_documents
+    from lmstack.io.files import write_json
+    from lmstack.security.poison import chunk_documents
+    from lmstack.security.scan import scan
+
+    if not a.name:
+        raise LmstackError("data scan: name a corpus or a path/glob (.txt, .jsonl, .parquet)")
+    check_int("--chunk", a.chunk, 0)
+    check_int("--show", a.show, 0)
+    docs = load_documents(a.name)
+    if a.chunk:
+        docs = chunk_documents(docs, a.chunk)
+    report = scan(docs)
+    out = Path(a.out or "runs/scan/scan.json")
+    write_json(out, report)
+    print(f"{a.name}: {report['documents']} documents scanned, {len(report['suspects'])} suspected")
+    for t in report["triggers"]:
+        print(f"trigger {t['ngram']!r}: before anomalous text in {t['edge_docs']} documents "
+              f"({t['precision']:.0%} of those containing it)")
+    for d in report["suspects"][: a.show]:
+        print(f"  {d['name']}: {'; '.join(d['reasons'])} (z {d['z']:+.1f})")
+    if len(report["suspects"]) > a.show:
+        print(f"  ... {len(report['suspects']) - a.show} more in {out}")
+    print(f"report: {out}")
+
 # --- serve, sample, generate, chat ------------------------------------------------------------------
 
 def add_serve(sub) -> None:
@@ -393,6 +426,8 @@ def add_serve(sub) -> None:
     s.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body")
     s.add_argument("--max-concurrent", type=int, default=64, help="requests in flight per key (or client address)")
     s.add_argument("--rate-per-minute", type=int, default=600, help="requests started per minute per key")
+    s.add_argument("--guard", action="store_true",
+                   help="screen user input (flagged: 400) and tool results (flagged: withheld) with the guard")
     s.set_defaults(fn=cmd_serve)
 
 
@@ -419,7 +454,7 @@ def cmd_serve(a) -> None:
                     rate_per_minute=a.rate_per_minute)
     serve(a.model or ["runs/speedrun/assistant"], a.host, a.port, quant=a.quant, threads=a.threads,
           max_batch=a.max_batch, compile=a.compile, kv_cache_mb=a.kv_cache_mb, tools=a.tools, docs=a.docs,
-          api_key_file=a.api_key_file, limits=limits)
+          api_key_file=a.api_key_file, limits=limits, guard=a.guard)
 
 
 def add_sample(sub) -> None:
@@ -628,8 +663,48 @@ def cmd_security(a) -> None:
     print(f"scorecard: {Path(a.out) / 'scorecard.md'}")
 
 
+def add_guard(sub) -> None:
+    s = sub.add_parser("guard", help="classify text as benign, jailbreak or prompt injection, with a score")
+    s.add_argument("text", nargs="?", help="the text ('-' or none: read stdin)")
+    s.add_argument("--file", help="read the text from this file")
+    s.add_argument("--lines", action="store_true", help="classify each non-empty line on its own")
+    s.add_argument("--threshold", type=float, help="flag at this score (default: the guard's, set for 1%% false "
+                                                   "positives on held-out benign text)")
+    s.add_argument("--json", action="store_true", help="one JSON object per text")
+    s.set_defaults(fn=cmd_guard)
+
+
+def cmd_guard(a) -> None:
+    import json
+
+    from lmstack.security.guard import Guard
+
+    if a.text not in (None, "-") and a.file:
+        raise LmstackError("guard: give the text or --file, not both")
+    if a.threshold is not None and not 0 <= a.threshold <= 1:
+        raise LmstackError(f"--threshold must be in [0, 1], got {a.threshold}")
+    if a.file:
+        try:
+            text = Path(a.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise LmstackError(f"guard: cannot read {a.file}: {e}") from None
+    else:
+        text = sys.stdin.read() if a.text in (None, "-") else a.text
+    texts = [t for t in text.splitlines() if t.strip()] if a.lines else [text]
+    if not any(t.strip() for t in texts):
+        raise LmstackError("guard: the text is empty")
+    guard = Guard.load(quiet=False)
+    for t, v in zip(texts, guard.check_many(texts, a.threshold), strict=True):
+        if a.json:
+            print(json.dumps({"text": t[:200], **v.to_dict()}, ensure_ascii=False))
+        else:
+            print(f"{v.label:<10} {v.score:.3f}{'  flagged' if v.flagged else ''}"
+                  + (f"  {t[:80]!r}" if len(texts) > 1 else ""))
+
+
 VERBS = (add_speedrun, add_data, add_models, add_tokenizer, add_train, add_export, add_eval, add_sft, add_serve,
-         add_sample, add_generate, add_chat, add_scaling, add_security)  # in the order `lmstack --help` lists them
+         add_sample, add_generate, add_chat, add_scaling, add_security,
+         add_guard)  # in the order `lmstack --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

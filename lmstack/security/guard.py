@@ -80,6 +80,7 @@ class Featurizer:
 
     def __call__(self, texts: list[str]):
         texts = [t if len(t) <= MAX_CHARS else t[: MAX_CHARS // 2] + t[-MAX_CHARS // 2:] for t in texts]
+        texts = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]  # a lone surrogate is not an error here
         x = self.chars.transform(texts) + self.words.transform(texts)
         x.data = np.log1p(x.data)
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel()) + 1e-6
@@ -91,7 +92,8 @@ class Guard:
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, cfg: GuardConfig, threshold: float,
                  info: dict | None = None):
-        self.weight, self.bias = weight.astype(np.float32), bias.astype(np.float32)  # (3, buckets), (3,)
+        self.weight = np.ascontiguousarray(weight, dtype=np.float32)  # (3, buckets)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)  # (3,)
         self.cfg, self.threshold = cfg, threshold
         self.info = info or {}
         self.featurize = Featurizer(cfg.buckets_log2)
@@ -181,6 +183,7 @@ def save(guard: Guard, folder: Path) -> None:
 
 
 def load_saved(folder: Path, cfg: GuardConfig | None = None) -> Guard:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     meta = read_json(folder / "guard.json", "guard file")
@@ -191,8 +194,23 @@ def load_saved(folder: Path, cfg: GuardConfig | None = None) -> Guard:
         weight, bias = tensors["weight"].numpy(), tensors["bias"].numpy()
         if weight.shape != (len(guard_data.LABELS), 1 << saved.buckets_log2) or bias.shape != (weight.shape[0],):
             raise ValueError(f"weight {tuple(weight.shape)} and bias {tuple(bias.shape)} do not fit the config")
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError) as e:
         raise LmstackError(f"{folder}: not a valid guard ({type(e).__name__}: {str(e)[:200]})") from None
     if cfg is not None and saved != cfg:
         raise LmstackError(f"{folder}: the guard there was trained with a different config")
     return Guard(weight, bias, saved, threshold, {k: v for k, v in meta.items() if k not in ("config", "threshold")})
+
+
+def measure(scores: np.ndarray, is_attack: np.ndarray, threshold: float, fpr: float = 0.01) -> dict:
+    """ROC AUC, recall at `fpr` false positives (the best threshold for that rate on these scores),
+    and recall and false-positive rate at a given threshold (one set before seeing these scores)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores, is_attack = np.asarray(scores, dtype=np.float64), np.asarray(is_attack, dtype=bool)
+    benign = np.sort(scores[~is_attack])
+    cut = benign[min(len(benign) - 1, int(np.ceil(len(benign) * (1 - fpr))) - 1)] if len(benign) else 1.0
+    return {"roc_auc": float(roc_auc_score(is_attack, scores)), "fpr_target": fpr,
+            "recall_at_fpr": float((scores[is_attack] > cut).mean()),
+            "recall": float((scores[is_attack] >= threshold).mean()),
+            "fpr": float((scores[~is_attack] >= threshold).mean()),
+            "attacks": int(is_attack.sum()), "benign": int((~is_attack).sum())}

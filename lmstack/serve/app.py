@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmstack.errors import LmstackError
 from lmstack.io.conversations import encode_chat
 from lmstack.serve import builtin
+from lmstack.serve.guard import guard_tools, screen_messages, screen_prompts
 from lmstack.serve.limits import Limits, LimitsMiddleware
 from lmstack.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest, conversation, validation_message
 from lmstack.serve.tools_api import ChatOutput, DeltaStream, chat_message, chat_output, check_rendered
@@ -50,14 +51,15 @@ class ModelEntry:
 
 
 def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None = None,
-               limits: Limits | None = None) -> FastAPI:
+               limits: Limits | None = None, guard=None) -> FastAPI:
     """A FastAPI app serving the given engines ({name: engine}) under their names, with the server's
-    own tools (lmstack.tools) for requests that bring none, behind the front-door `limits`."""
+    own tools (lmstack.tools) for requests that bring none, behind the front-door `limits`; with a
+    `guard` (security.guard.Guard), user input and tool results are screened (serve/guard.py)."""
     entries = models if isinstance(models, list) else [ModelEntry(n, e) for n, e in models.items()]
     if not entries:
         raise LmstackError("serve: no model to serve")
     for m in entries:
-        m.tools = list(tools or [])
+        m.tools = guard_tools(tools or [], guard)
     by_name = {m.name: m for m in entries}
 
     @contextlib.asynccontextmanager
@@ -111,6 +113,8 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
         entry = model_for(req.model)
         eng = entry.engine
         conv = conversation(req)
+        if guard is not None:
+            conv.messages = await run_in_threadpool(screen_messages, guard, conv.messages)
         if builtin.uses_builtin(req, entry.tools):
             return await _builtin_reply(http, entry, req, conv.messages)
         out = chat_output(req, eng.tokenizer, conv.tools)
@@ -131,6 +135,8 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if req.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes one prompt at a time", "prompt", "invalid_value")
+        if guard is not None:
+            await run_in_threadpool(screen_prompts, guard, prompts)
         try:
             ids = [tok.encode(p) or [tok.end_of_text_id] for p in prompts]
         except LmstackError as e:

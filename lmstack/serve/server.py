@@ -43,7 +43,7 @@ def load_entries(specs: list[str], quant: str = "auto", threads: int | None = No
 def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: str = "auto",
           threads: int | None = None, max_batch: int = 32, compile: bool | str = "auto",
           kv_cache_mb: float | None = None, tools: str | None = None, docs: str | None = None,
-          api_key_file: str | None = None, limits: Limits | None = None) -> None:
+          api_key_file: str | None = None, limits: Limits | None = None, guard: bool = False) -> None:
     """Load the models and the tools, then serve until stopped. Everything a flag names is checked
     (and the documents indexed) before the first model is loaded."""
     import uvicorn
@@ -55,12 +55,20 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: st
         limits = replace(limits, api_keys=read_api_keys(api_key_file))
     limits.check()
     toolset = builtin_tools(tools or [], docs)
+    screen = None
+    if guard:
+        from lmstack.security.guard import Guard
+
+        screen = Guard.load(quiet=False)
     entries = load_entries(specs, quant, threads, max_batch, compile, kv_cache_mb)
-    app = create_app(entries, tools=toolset, limits=limits)
+    app = create_app(entries, tools=toolset, limits=limits, guard=screen)
     names = ", ".join(f"{e.name} ({e.engine.quant}{', compiled' if e.engine.compiled else ''})" for e in entries)
     print(f"serving {names} at http://{host}:{port}/  (API: http://{host}:{port}/v1)")
     if toolset:
         print(f"tools: {', '.join(t.name for t in toolset)}")
+    if screen:
+        print(f"guard: user input and tool results screened (threshold {screen.threshold:.3f}, "
+              f"{screen.cfg.target_fpr:.0%} of held-out benign text flagged)")
     if not limits.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {host} without API keys: anyone who can reach this address can use the "
               "models and their tools (give --api-key-file)")
