@@ -83,3 +83,20 @@ def test_results_are_cut_to_the_limit():
     big = Tool("big", "", {"type": "object", "properties": {}}, fn=lambda: "x" * 10_000)
     content, is_error, _ = run_tool({"big": big}, ToolCall("big", {}), timeout=5, limit=100)
     assert not is_error and len(content) < 200 and content.endswith("[... cut]")
+
+
+SMOLLM2_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+                    "'<|im_end|>' + '\n'}}{% endfor %}"
+                    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def test_a_template_that_drops_tools_is_replaced_for_chatml_models(tokenizer):
+    from lmstack.engine.tool_calls import tool_template
+    from lmstack.io.chat_template import CHATML_TEMPLATE
+    from lmstack.io.conversations import encode_chat
+
+    assert tool_template(tokenizer, SMOLLM2_TEMPLATE) == CHATML_TEMPLATE  # SmolLM2's own shows neither tools nor calls
+    assert tool_template(tokenizer, CHATML_TEMPLATE) == CHATML_TEMPLATE
+    ids, _ = encode_chat(tokenizer, [{"role": "user", "content": "hi"}], tools=[PICK.spec()],
+                         template=tool_template(tokenizer, SMOLLM2_TEMPLATE), add_generation_prompt=True)
+    assert '"name": "pick"' in tokenizer.decode(ids)
