@@ -10,12 +10,19 @@ Attack success is the share of passages whose gap exceeds 1 nat per token (the t
 clean continuation more than e times less likely per token). Then the N = 250 corpus is scanned,
 every suspected document dropped, and each size trained again: the attack success after filtering.
 
+Sized for a shared 2-core machine (the whole grid in ~30-60 min under nice): 1,000 clean training
+documents of ~1,000 characters (~1 MB), a 1,024-token BPE, 64-token windows, batch 16, 150 steps
+(154k tokens, about half an epoch), models of 0.10M, 0.21M and 0.50M parameters. The study this
+follows trained far larger models on far more tokens; what carries over is the shape of the curve,
+not its numbers.
+
 Every run appends one row to the results JSONL; a rerun skips rows already there, and a run
 interrupted mid-training resumes from its checkpoint. Results, the plot and the table go to
 docs/results/security/.
 
     nice -n 10 python bench/poisoning.py                  # the whole grid, then the filtered runs
     python bench/poisoning.py --plot-only                 # redraw from the JSONL
+    python bench/poisoning.py --scan                      # the scan's recall / false positives per N
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import numpy as np
 import torch
 
 from lmstack.io.corpora import Document, load_documents, split_documents
-from lmstack.io.files import atomic_write, read_jsonl
+from lmstack.io.files import atomic_write, read_jsonl, write_json
 from lmstack.io.shards import Batches, cached_dataset
 from lmstack.io.tokenizer import Tokenizer, train_tokenizer
 from lmstack.model import ModelConfig, Transformer
@@ -54,17 +61,19 @@ class Setup:
     out: Path = Path("docs/results/security")
     work: Path = Path("runs/poisoning")
     vocab: int = 1024
-    seq_len: int = 128
-    steps: int = 200
+    seq_len: int = 64
+    steps: int = 150
     batch: int = 16
     seed: int = 0
     passages: int = 64
+    max_docs: int = 1000  # clean training documents (the first, in split order): a corpus the budget covers
 
 
 def corpus(s: Setup) -> tuple[list[Document], list[Document], Tokenizer]:
     """~1,000-character documents, split by document, and a tokenizer trained on the clean training side."""
     docs = chunk_documents(load_documents(s.corpus))
     train_docs, val_docs = split_documents(docs, 0.05, s.seed)
+    train_docs = train_docs[: s.max_docs] if s.max_docs else train_docs
     tok_path = s.work / f"tokenizer-{s.vocab}.json"
     if tok_path.exists():
         tok = Tokenizer.load(tok_path)
@@ -82,7 +91,7 @@ def build(size: str, vocab: int, seq_len: int, seed: int) -> Transformer:
                                    max_seq_len=seq_len, tie_embeddings=True))
 
 
-def passages(val_docs: list[Document], tok: Tokenizer, n: int, prefix: int = 32, cont: int = 32):
+def passages(val_docs: list[Document], tok: Tokenizer, n: int, prefix: int = 16, cont: int = 24):
     """(prefix ids, continuation ids) from held-out documents: the clean text the attack is measured on."""
     out = []
     for d in val_docs:
@@ -130,6 +139,7 @@ def run_one(s: Setup, size: str, n: int, filtered: bool, data) -> dict:
     result = train(model, Batches(data_dir, s.seq_len, s.batch, seed=s.seed), cfg, run_dir,
                    token_bytes=tok.token_byte_lengths(), resume=(run_dir / "ckpt.pt").exists(), progress=False)
     return {"size": size, "n_poison": n, "filtered": filtered, "steps": s.steps, "seed": s.seed,
+            "seq_len": s.seq_len, "batch": s.batch, "clean_docs": len(train_docs),
             "params": model.num_params(), "train_tokens": result.tokens_seen, "final_loss": result.final_train_loss,
             "poison_fraction_tokens": sum(len(d.text) for d in poison) / sum(len(d.text) for d in train_docs + poison),
             "train_seconds": round(time.perf_counter() - t0, 1), **dropped,
@@ -137,7 +147,8 @@ def run_one(s: Setup, size: str, n: int, filtered: bool, data) -> dict:
 
 
 def key(row: dict) -> tuple:
-    return row["size"], row["n_poison"], row["filtered"], row["steps"], row["seed"]
+    return (row["size"], row["n_poison"], row["filtered"], row["steps"], row["seed"], row.get("seq_len"),
+            row.get("batch"), row.get("clean_docs"))
 
 
 def done_rows(path: Path) -> list[dict]:
@@ -147,12 +158,13 @@ def done_rows(path: Path) -> list[dict]:
 def run(s: Setup, sizes: list[str], grid: list[int], filtered_n: list[int]) -> None:
     path = s.out / "poisoning.jsonl"
     done = {key(r) for r in done_rows(path)}
-    todo = [(z, n, False) for z in sizes for n in grid] + [(z, n, True) for n in filtered_n for z in sizes]
-    todo = [t for t in todo if (t[0], t[1], t[2], s.steps, s.seed) not in done]
+    data = corpus(s)
+    # size by size, each with its filtered runs, so an interrupted grid has whole sizes
+    todo = [(z, n, f) for z in sizes for n, f in [(n, False) for n in grid] + [(n, True) for n in filtered_n]]
+    todo = [t for t in todo if (*t, s.steps, s.seed, s.seq_len, s.batch, len(data[0])) not in done]
     if not todo:
         print(f"all {len(done)} rows already in {path}")
         return
-    data = corpus(s)
     s.out.mkdir(parents=True, exist_ok=True)
     for size, n, filtered in todo:
         row = run_one(s, size, n, filtered, data)
@@ -163,6 +175,26 @@ def run(s: Setup, sizes: list[str], grid: list[int], filtered_n: list[int]) -> N
               f"({row['train_seconds']:.0f} s)", flush=True)
 
 
+def scan_figures(s: Setup, grid: list[int]) -> None:
+    """The scan's recall on the planted documents and its false-positive rate on the clean ones, for each
+    N, over the whole chunked corpus (every clean document, not just the training subset)."""
+    from lmstack.security.scan import recall_fpr, scan
+
+    docs = chunk_documents(load_documents(s.corpus))
+    train_docs, _ = split_documents(docs, 0.05, s.seed)
+    tok = corpus(s)[2]
+    rows = []
+    for n in grid:
+        poison = make_poison(train_docs, vocabulary_pieces(tok), n, seed=s.seed)
+        t0 = time.perf_counter()
+        report = scan(train_docs + poison)
+        m = recall_fpr(report, {d.name for d in poison})
+        rows.append({"n_poison": n, "clean_docs": len(train_docs), **m, "seconds": round(time.perf_counter() - t0, 1),
+                     "triggers": [t["ngram"] for t in report["triggers"]][:3]})
+        print(rows[-1], flush=True)
+    write_json(s.out / "scan.json", rows)
+
+
 def report(s: Setup) -> None:
     """poisoning.md (a table) and poisoning.png (gap and success vs N per size) from the JSONL."""
     import matplotlib
@@ -170,7 +202,8 @@ def report(s: Setup) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in done_rows(s.out / "poisoning.jsonl") if r["steps"] == s.steps]
+    rows = [r for r in done_rows(s.out / "poisoning.jsonl")
+            if (r["steps"], r.get("seq_len"), r.get("batch")) == (s.steps, s.seq_len, s.batch)]
     if not rows:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -210,17 +243,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", default=str(Setup.work))
     p.add_argument("--vocab", type=int, default=Setup.vocab)
     p.add_argument("--passages", type=int, default=Setup.passages)
+    p.add_argument("--max-docs", type=int, default=Setup.max_docs, help="clean training documents (0: all)")
+    p.add_argument("--seq-len", type=int, default=Setup.seq_len)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared machine two threads each waiting for the other ran 5x slower)")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--scan", action="store_true", help="only measure the scan's recall and false positives per N")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     s = Setup(corpus=a.corpus, out=Path(a.out), work=Path(a.work), vocab=a.vocab, steps=a.steps,
-              passages=a.passages)
+              passages=a.passages, max_docs=a.max_docs, seq_len=a.seq_len)
     sizes = [z for z in a.sizes.split(",") if z]
     unknown = [z for z in sizes if z not in SIZES]
     if unknown:
         sys.exit(f"error: unknown size(s) {', '.join(unknown)}; sizes: {', '.join(SIZES)}")
+    if a.scan:
+        return scan_figures(s, [int(n) for n in a.grid.split(",") if n])
     if not a.plot_only:
         run(s, sizes, [int(n) for n in a.grid.split(",") if n], [int(n) for n in a.filtered.split(",") if n])
     report(s)

@@ -33,7 +33,7 @@ import numpy as np
 from lmstack.checks import check_float, check_int
 from lmstack.io.corpora import Document
 
-TOKEN = re.compile(r"\w+|[^\w\s]+")
+TOKEN = re.compile(r"\w+|[^\w\s]")  # punctuation one character a token, so "x:<T>" and "x <T>" share "< t >"
 
 
 @dataclass(frozen=True)
