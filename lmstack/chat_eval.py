@@ -116,12 +116,14 @@ def side_by_side(engines: dict[str, object], prompts: list[list[dict]], max_new_
 
 def evaluate_chat(engines: dict[str, object], convs: list[Conversation], max_new_tokens: int = 64,
                   limit: int | None = None, progress: bool = False, tools: list | None = None,
-                  tool_models: list[str] | None = None) -> dict:
+                  tool_models: list[str] | None = None, tasks: list[str] | None = None,
+                  per_task: int | None = None) -> dict:
     """Score each model on the same questions; {"models": {name: metrics}, "examples": [...]}. With
     `tools` each model (or each named in `tool_models`) answers twice, without tools ("name") and
     through the tool loop ("name+tools"): a record that offers its own tools gets those, every other
-    question gets `tools`."""
-    qs = questions_from(convs)[:limit] if limit else questions_from(convs)
+    question gets `tools`. `tasks` and `per_task` pick the questions: these tasks only, so many of each."""
+    qs = pick_questions(questions_from(convs), tasks, per_task)
+    qs = qs[:limit] if limit else qs
     replies: dict[str, list[tuple[str, bool, list | None]]] = {}
     for name, eng in engines.items():
         if progress:
@@ -141,6 +143,19 @@ def evaluate_chat(engines: dict[str, object], convs: list[Conversation], max_new
             row[name] = {"reply": text, **score_reply(text, ended, q, calls)} | ({"calls": calls} if calls else {})
         examples.append(row)
     return {"n": len(qs), "max_new_tokens": max_new_tokens, "models": models, "examples": examples}
+
+
+def pick_questions(qs: list[Question], tasks: list[str] | None, per_task: int | None) -> list[Question]:
+    """The questions of the named tasks (all when None), at most per_task of each, in file order."""
+    if tasks is not None and (missing := set(tasks) - {q.task for q in qs}):
+        raise LmstackError(f"no held-out question has task {sorted(missing)[0]!r}")
+    counts: dict[str, int] = {}
+    out = []
+    for q in qs:
+        if (tasks is None or q.task in tasks) and (per_task is None or counts.get(q.task, 0) < per_task):
+            counts[q.task] = counts.get(q.task, 0) + 1
+            out.append(q)
+    return out
 
 
 @dataclass

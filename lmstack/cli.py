@@ -252,6 +252,8 @@ def cmd_export(a) -> None:
     from lmstack.load import load_model
 
     src = resolve_model(a.run)
+    if _is_vlm_run(src):
+        return _cmd_export_vlm(a, src)
     model, tok, _ = load_model(src)
     if a.format == "hf":
         out = Path(a.out) if a.out else (src / "hf" if src.is_dir() else src.with_name(f"{src.stem}-hf"))
@@ -268,6 +270,21 @@ def cmd_export(a) -> None:
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {a.dtype})")
 
 
+def _is_vlm_run(path) -> bool:
+    return Path(path).is_dir() and (Path(path) / "vlm.pt").exists()
+
+
+def _cmd_export_vlm(a, src: Path) -> None:
+    """A vision run: the language model as model.gguf and the encoder + projector as mmproj.gguf."""
+    from lmstack.vision.pair import export_pair
+
+    if a.format != "gguf":
+        raise LmstackError("a vision run exports as GGUF only (model.gguf + mmproj.gguf)")
+    model, mmproj = export_pair(src, a.out, a.dtype)
+    print(f"wrote {model} ({model.stat().st_size / 1e6:.1f} MB, {a.dtype}) and {mmproj} "
+          f"({mmproj.stat().st_size / 1e6:.1f} MB, f32; llama.cpp: --mmproj)")
+
+
 def add_eval(sub) -> None:
     s = sub.add_parser("eval", help="held-out bits per byte vs gzip/bzip2/xz")
     s.add_argument("model", help="run directory or .gguf file")
@@ -278,12 +295,16 @@ def add_eval(sub) -> None:
     s.add_argument("--chat", action="store_true",
                    help="score held-out conversations (exact/contains match, format) instead of bits per byte")
     s.add_argument("--base", help="--chat: compare with this model (default: the run's base; 'none' to skip)")
-    s.add_argument("--limit", type=int, help="--chat: score at most this many conversations")
+    s.add_argument("--limit", type=int, help="--chat: score at most this many conversations; --vision: images")
+    s.add_argument("--vision", action="store_true",
+                   help="a vision run: held-out accuracy per question type, with blank-image and no-image baselines")
     s.add_argument("--max-new-tokens", type=int, default=64, help="--chat: reply length limit")
     s.add_argument("--markdown", help="--chat: also write the markdown table here")
     s.add_argument("--tools", help="--chat: also answer through the tool loop with these built-in tools "
                                    "(calculator,python,search); records that offer their own tools get those")
     s.add_argument("--docs", help="--chat --tools: the search tool's folder or corpus (e.g. shakespeare)")
+    s.add_argument("--tasks", help="--chat: score only these tasks (comma-separated, as the records' meta names them)")
+    s.add_argument("--per-task", type=int, help="--chat: at most this many questions of each task")
     s.set_defaults(fn=cmd_eval)
 
 
@@ -295,6 +316,13 @@ def cmd_eval(a) -> None:
 
     if a.chat:
         return _cmd_eval_chat(a)
+    if a.vision:
+        from lmstack.vision.evaluate import evaluate_vlm
+
+        r = evaluate_vlm(a.model, limit=a.limit or 0)
+        if a.json:
+            Path(a.json).write_text(json.dumps(r, indent=1))
+        return None
     model, tok, info = load_model(a.model)
     if Path(a.model).is_dir():
         run_info = info
@@ -320,6 +348,8 @@ def _cmd_eval_chat(a) -> None:
     data = a.data or info.get("val_data") or str(default_sft_mix()[1])
     if data.endswith("(hashed slice)"):
         raise LmstackError("eval --chat: this run held out a slice of its data file; pass it with --data")
+    if a.per_task is not None and a.per_task < 1:
+        raise LmstackError(f"--per-task must be at least 1, got {a.per_task}")
     if a.docs and not a.tools:
         raise LmstackError("eval --chat: --docs is used by the search tool; give --tools too")
     tools = None
@@ -332,7 +362,9 @@ def _cmd_eval_chat(a) -> None:
     if base and base != "none":
         engines[f"base ({Path(str(base)).name})"] = Engine.load(base)
     engines[f"tuned ({Path(a.model).name})" if engines else Path(a.model).name] = Engine.load(a.model)
-    result = evaluate_chat(engines, read_conversations(data), a.max_new_tokens, a.limit, progress=True, tools=tools)
+    tasks = [t.strip() for t in a.tasks.split(",") if t.strip()] if a.tasks else None
+    result = evaluate_chat(engines, read_conversations(data), a.max_new_tokens, a.limit, progress=True, tools=tools,
+                           tasks=tasks, per_task=a.per_task)
     result["data"] = data
     print(markdown_report(result))
     write_results(result, a.json, a.markdown)
@@ -522,6 +554,8 @@ def add_chat(sub) -> None:
     s.add_argument("--system", help="system prompt")
     add_engine_flags(s, max_new_tokens=512, temperature=0.7)
     add_tool_flags(s)
+    s.add_argument("--image", help="an image to ask about (a vision run from lmstack vision train)")
+    s.add_argument("question", nargs="?", help="with --image: the question (one answer, then exit)")
     s.set_defaults(fn=cmd_chat)
 
 
@@ -529,10 +563,66 @@ def cmd_chat(a) -> None:
     from lmstack.chat_cli import chat, engine_from_args, params_from_args
     from lmstack.tools.builtin import builtin_tools
 
+    if a.image or a.question or _is_vlm_run(a.model):
+        return _cmd_chat_image(a)
     params = params_from_args(a)
     _check_engine_flags(a)
     tools = builtin_tools(a.tools or [], a.docs)  # checked (and documents indexed) before the model loads
     chat(engine_from_args(a), params, system=a.system, tools=tools)
+
+
+def _cmd_chat_image(a) -> None:
+    from lmstack.vision.ask import answer_about
+
+    if not _is_vlm_run(a.model):
+        raise LmstackError(f"--image needs a vision model (a run of lmstack vision train); {a.model} is text-only")
+    if not a.image or not a.question:
+        raise LmstackError('a vision model answers one question about one image: --image PATH "question"')
+    print(answer_about(a.model, a.image, a.question, a.max_new_tokens))
+
+
+# --- vision -----------------------------------------------------------------------------------------
+
+def add_vision(sub) -> None:
+    s = sub.add_parser("vision", help="train a vision-language model on offline images (digits, rendered scenes)")
+    s.add_argument("action", choices=["train"])
+    s.add_argument("--out", default="runs/vlm", help="run directory (an unfinished one resumes)")
+    s.add_argument("--base", help="a language model to adapt (run directory, .gguf or model name; LoRA in "
+                   "stage 2); default: a small one trained here")
+    s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,1500)")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--lora-rank", type=int, default=8, help="with --base: LoRA rank of the language side")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    s.add_argument("--device", default="auto", type=_device)
+    s.set_defaults(fn=cmd_vision)
+
+
+def cmd_vision(a) -> None:
+    import torch
+
+    from lmstack.train.lora import LoRAConfig
+    from lmstack.vision.train import VisionTrainConfig, stage_config, train_vlm
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    steps = {}
+    if a.steps:
+        try:
+            s0, s1, s2 = (int(x) for x in a.steps.split(","))
+        except ValueError:
+            raise LmstackError(f"--steps takes three numbers (stages 0,1,2), got {a.steps!r}") from None
+        steps = {"stage0": s0, "stage1": s1, "stage2": s2}
+    cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed,
+                            lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,
+                            **stage_config(steps, a.batch_size, a.device))
+    try:
+        info = train_vlm(cfg)
+    except KeyboardInterrupt:
+        print(f"stopped; resume with: lmstack vision train --out {a.out}", file=sys.stderr)
+        sys.exit(130)
+    print(f"trained in {info['wall_seconds']:.0f} s: {a.out} (eval: lmstack eval {a.out} --vision; export: "
+          f"lmstack export {a.out}; ask: lmstack chat --model {a.out} --image PATH \"question\")")
 
 
 # --- scaling ----------------------------------------------------------------------------------------
@@ -703,7 +793,7 @@ def cmd_guard(a) -> None:
 
 
 VERBS = (add_speedrun, add_data, add_models, add_tokenizer, add_train, add_export, add_eval, add_sft, add_serve,
-         add_sample, add_generate, add_chat, add_scaling, add_security,
+         add_sample, add_generate, add_chat, add_vision, add_scaling, add_security,
          add_guard)  # in the order `lmstack --help` lists them
 
 

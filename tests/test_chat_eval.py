@@ -123,3 +123,13 @@ def test_eval_with_tools_runs_the_tool_loop_and_scores_first_calls(tokenizer):
     assert "call_ok" not in r["models"]["tiny"]["by_task"]["function_call"]  # no tools offered: no call scored
     assert all("reply" in ex["tiny+tools"] for ex in r["examples"])
     assert "(calls " in markdown_report(r)
+
+
+def test_questions_are_picked_by_task():
+    from lmstack.chat_eval import pick_questions
+
+    qs = questions_from(CONVS)
+    assert [q.task for q in pick_questions(qs, ["arithmetic"], 1)] == ["arithmetic"]
+    assert len(pick_questions(qs, None, 1)) == 2 and len(pick_questions(qs, None, None)) == 3
+    with pytest.raises(LmstackError, match="no held-out question has task 'poetry'"):
+        pick_questions(qs, ["poetry"], None)
