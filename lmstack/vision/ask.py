@@ -39,9 +39,15 @@ def image_inputs(vlm: VLM, img: np.ndarray) -> tuple[torch.Tensor, tuple[int, in
 def ask(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int = 16
         ) -> list[str]:
     """Greedy answers, one question per image (None: the question alone, no image), batched by prompt."""
+    return [tok.decode(ids, skip_special=True).strip() for ids in ask_ids(vlm, tok, images, questions, max_new)]
+
+
+def ask_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int = 16
+            ) -> list[list[int]]:
+    """The greedy answers' token ids (stop tokens left out)."""
     if len(images) != len(questions):
         raise LmstackError("one question per image")
-    answers: list[str] = [""] * len(questions)
+    answers: list[list[int]] = [[] for _ in questions]
     groups: dict[tuple, list[int]] = {}
     prepared = []
     for i, (img, q) in enumerate(zip(images, questions, strict=True)):
@@ -55,5 +61,17 @@ def ask(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: li
             x = torch.tensor([list(ids)] * len(part))
             feats = None if no_image else torch.stack([prepared[i][1] for i in part])
             for i, out in zip(part, greedy(vlm, x, feats, max_new, tok.stop_ids), strict=True):
-                answers[i] = tok.decode(out).strip()
+                answers[i] = out
     return answers
+
+
+def answer_about(run_dir: str, image_path: str, question: str, max_new: int = 64) -> str:
+    """lmstack chat --image: one greedy answer about one image file (checked before the model loads)."""
+    from lmstack.vision.preprocess import load_image
+    from lmstack.vision.train import load_vlm
+
+    img = load_image(image_path, what=f"image {image_path}")
+    if not question.strip():
+        raise LmstackError("the question is empty")
+    vlm, tok, _ = load_vlm(run_dir)
+    return ask(vlm, tok, [img], [question], max_new)[0]

@@ -2,7 +2,7 @@
 
 It is the SigLIP layout llama.cpp runs for `idefics3` projectors: a strided convolution cuts the
 image into patches, a learned position vector is added to each, then pre-norm blocks of
-LayerNorm -> multi-head attention (biases everywhere, no mask) -> LayerNorm -> GELU MLP, and a
+LayerNorm -> multi-head attention (biases everywhere, no mask) -> LayerNorm -> MLP (SiLU or GELU), and a
 final LayerNorm. Every weight maps one-to-one onto an mmproj tensor (`v.patch_embd`,
 `v.blk.N.attn_q`, ...), so export is a copy. A larger pretrained encoder with the same layout
 (SigLIP's) loads into the same module by name.
@@ -18,6 +18,8 @@ import torch.nn.functional as F
 
 from lmstack.checks import ConfigError, check_float, check_int
 
+ACTIVATIONS = {"silu": F.silu, "gelu": lambda x: F.gelu(x, approximate="tanh")}  # tanh GELU is ggml_gelu
+
 
 @dataclass
 class VisionConfig:
@@ -32,6 +34,9 @@ class VisionConfig:
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     max_tiles: int = 1  # tiles per side at most: the longest edge is resized to max_tiles * image_size
+    # SiLU by default: llama.cpp computes it in float32, while its GELU goes through a float16 table
+    # (first-token log-probabilities then differ by ~1e-3, enough to flip near ties); "gelu" is SigLIP's
+    act: str = "silu"
 
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "dim", "n_layers", "n_heads", "ffn_dim", "scale_factor",
@@ -46,6 +51,8 @@ class VisionConfig:
             raise ConfigError(f"vision dim {self.dim} must divide by n_heads {self.n_heads}")
         if self.ffn_dim == self.dim:
             raise ConfigError("vision ffn_dim must differ from dim (llama.cpp reads equal sizes as swapped weights)")
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"vision act must be one of {', '.join(ACTIVATIONS)}, got {self.act!r}")
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
             raise ConfigError("image_mean and image_std need three values each, std positive")
 
@@ -73,7 +80,7 @@ class VisionConfig:
 class VisionBlock(nn.Module):
     def __init__(self, cfg: VisionConfig):
         super().__init__()
-        self.n_heads = cfg.n_heads
+        self.n_heads, self.act = cfg.n_heads, ACTIVATIONS[cfg.act]
         self.ln1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn_q = nn.Linear(cfg.dim, cfg.dim)
         self.attn_k = nn.Linear(cfg.dim, cfg.dim)
@@ -89,8 +96,7 @@ class VisionBlock(nn.Module):
         heads = lambda t: t.view(B, N, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, N, hd)
         y = F.scaled_dot_product_attention(heads(self.attn_q(h)), heads(self.attn_k(h)), heads(self.attn_v(h)))
         x = x + self.attn_out(y.transpose(1, 2).reshape(B, N, C))
-        # tanh GELU: ggml_gelu, what llama.cpp runs when the file says clip.use_gelu
-        return x + self.ffn_down(F.gelu(self.ffn_up(self.ln2(x)), approximate="tanh"))
+        return x + self.ffn_down(self.act(self.ffn_up(self.ln2(x))))
 
 
 class VisionEncoder(nn.Module):

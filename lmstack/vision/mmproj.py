@@ -61,7 +61,8 @@ def export_mmproj(vlm, path: str | Path, name: str = "lmstack") -> Path:
         w.add_vision_image_mean(list(cfg.image_mean))
         w.add_vision_image_std(list(cfg.image_std))
         w.add_vision_projector_scale_factor(cfg.scale_factor)
-        w.add_vision_use_gelu(True)
+        w.add_vision_use_gelu(cfg.act == "gelu")
+        w.add_vision_use_silu(cfg.act == "silu")
         w.add_vision_preproc_image_size(cfg.image_size * cfg.max_tiles)  # the longest edge before tiling
         for k, t in vision_state(vlm).items():
             w.add_tensor(gguf_name(k), t.detach().float().cpu().numpy())
@@ -105,6 +106,7 @@ def read_mmproj(path: str | Path) -> tuple[VisionConfig, int, dict[str, torch.Te
             norm_eps=_f32(meta[_K.Attention.LAYERNORM_EPS]),
             scale_factor=meta[_K.Projector.SCALE_FACTOR], image_mean=[_f32(v) for v in meta[_K.IMAGE_MEAN]],
             image_std=[_f32(v) for v in meta[_K.IMAGE_STD]],
+            act="silu" if meta.get(_K.USE_SILU) else "gelu",
             max_tiles=max(1, meta.get(_K.PREPROC_IMAGE_SIZE, meta[_K.IMAGE_SIZE]) // meta[_K.IMAGE_SIZE]))
         lm_dim = int(meta[_K.PROJECTION_DIM])
     except KeyError as e:

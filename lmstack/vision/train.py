@@ -41,6 +41,16 @@ def _stage(steps: int, batch: int, lr: float, **kw) -> TrainConfig:
                        log_every=10, **kw)
 
 
+DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 1500}
+DEFAULT_LR = {"stage0": 3e-3, "stage1": 2e-3, "stage2": 2e-3}
+
+
+def stage_config(steps: dict[str, int] | None = None, batch: int = 32, device: str = "auto") -> dict[str, TrainConfig]:
+    """Each stage's TrainConfig: the default steps unless given."""
+    steps = {**DEFAULT_STEPS, **(steps or {})}
+    return {k: _stage(steps[k], batch, DEFAULT_LR[k], device=device) for k in DEFAULT_STEPS}
+
+
 @dataclass
 class VisionTrainConfig:
     out_dir: str = "runs/vlm"
@@ -53,9 +63,9 @@ class VisionTrainConfig:
     n_val: int = 300
     seed: int = 0
     lora: LoRAConfig | None = None  # for a real base: LoRA on the language side in stage 2
-    stage0: TrainConfig = field(default_factory=lambda: _stage(300, 32, 3e-3))
-    stage1: TrainConfig = field(default_factory=lambda: _stage(600, 32, 2e-3))
-    stage2: TrainConfig = field(default_factory=lambda: _stage(1500, 32, 2e-3))
+    stage0: TrainConfig = field(default_factory=lambda: stage_config()["stage0"])
+    stage1: TrainConfig = field(default_factory=lambda: stage_config()["stage1"])
+    stage2: TrainConfig = field(default_factory=lambda: stage_config()["stage2"])
 
     def __post_init__(self) -> None:
         check_int("seq_len", self.seq_len, 16)
