@@ -194,3 +194,55 @@ def test_held_out_split_is_by_image(data):
     assert {s.kind for s in data.val} == {"digit", "shape", "count", "text"}
     again = build_data(24, seed=0, n_train=40, n_val=8)
     assert all(np.array_equal(a.image, b.image) and a.qa == b.qa for a, b in zip(data.val, again.val, strict=True))
+
+
+@pytest.fixture(scope="module")
+def vrun(vtok, vlm, tmp_path_factory):
+    """A vision run directory as lmstack vision train leaves it (untrained weights)."""
+    from lmstack.io.files import write_json
+    from lmstack.vision.train import save_vlm
+
+    d = tmp_path_factory.mktemp("vrun")
+    save_vlm(vlm, d)
+    vtok.save(d / "tokenizer.json")
+    write_json(d / "run.json", {"kind": "vlm", "seed": 0, "n_train": 40, "n_val": 8})
+    return d
+
+
+def _fails(capsys, argv):
+    from lmstack.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_cli_asks_exports_and_evaluates(vrun, vlm, vtok, data, tmp_path, capsys):
+    import json
+
+    from lmstack.cli import main
+    from lmstack.vision.ask import ask
+
+    img = tmp_path / "scene.png"
+    img.write_bytes(png(data.val[-1].image))
+    main(["chat", "--model", str(vrun), "--image", str(img), "What shape is this?", "--max-new-tokens", "4"])
+    assert capsys.readouterr().out == ask(vlm, vtok, [data.val[-1].image], ["What shape is this?"], 4)[0] + "\n"
+    main(["export", str(vrun)])
+    assert (vrun / "model.gguf").stat().st_size > 0 and (vrun / "mmproj.gguf").stat().st_size > 0
+    main(["eval", str(vrun), "--vision", "--limit", "4"])
+    r = json.loads((vrun / "eval_vision.json").read_text())
+    assert {"digit", "caption"} <= set(r["accuracy"]) and all(0 <= v["image"] <= 1 for v in r["accuracy"].values())
+
+
+def test_cli_bad_input(vrun, data, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(png(data.val[0].image)[:70])  # a truncated PNG
+    assert "corrupt" in _fails(capsys, ["chat", "--model", str(vrun), "--image", str(bad), "What?"])
+    assert "does not exist" in _fails(capsys, ["chat", "--model", str(vrun), "--image", str(tmp_path / "no.png"), "?"])
+    assert "text-only" in _fails(capsys, ["chat", "--model", str(tmp_path), "--image", str(bad), "What?"])
+    assert "one question about one image" in _fails(capsys, ["chat", "--model", str(vrun)])
+    assert "three numbers" in _fails(capsys, ["vision", "train", "--steps", "1,2", "--out", str(tmp_path / "v")])
