@@ -2,6 +2,7 @@
 transformers and llama.cpp (the `xllamacpp` wheel), all measured in one run, as ratios to llama.cpp.
 
     python bench/inference.py                       # SmolLM2-135M-Instruct (Q4_1 GGUF), 2 threads
+    python bench/inference.py --model qwen2.5-coder-0.5b-instruct   # Qwen2.5-Coder-0.5B (Q4_K_M), 4x larger
     python bench/inference.py --repeats 5 --backends llama.cpp,engine-int4
     python bench/inference.py --profile engine-int4-compile   # where an engine's decode time goes
     python bench/inference.py --quality                       # what int8 / int4 cost in agreement with fp32
@@ -331,14 +332,16 @@ def quality(a) -> None:
 
 # ---- the orchestrator ---------------------------------------------------------------------------
 def tokenizer(path: str):
+    """The model's tokenizer; from a GGUF file without reading its weights (lazy)."""
     from lmstack.load import load_model
 
-    return load_model(path)[1]
+    return load_model(path, lazy=True)[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m-instruct", help="a GGUF file or a model name")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="a GGUF file or a model name "
+                    "(smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct)")
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
