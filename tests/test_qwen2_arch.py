@@ -144,3 +144,20 @@ def test_llama_cpp_generates_the_greedy_tokens_of_our_qwen2_export(model, tokeni
         ids = tokenizer.encode(text)
         want = model.generate(torch.tensor([ids]), 16, temperature=0)[0, len(ids):].tolist()
         assert same_greedy_text(llama_cpp_greedy(server, ids, 16), tokenizer, want), text
+
+
+@pytest.mark.slow
+def test_compiled_engine_gives_the_eager_tokens_on_qwen2(model, tokenizer):
+    ps = [tokenizer.encode(t) for t in PROMPTS]
+    params = [SamplingParams(max_new_tokens=n, **GREEDY) for n in (10, 4, 7)]
+    eager, compiled = Engine(model, tokenizer, quant="int4", max_batch=4), None
+    try:
+        compiled = Engine(model, tokenizer, quant="int4", compile=True, max_batch=4)
+        assert compiled.compiled
+        want = [c.token_ids for c in eager.generate(ps, params)]
+        assert [c.token_ids for c in compiled.generate(ps, params)] == want  # the batched graph
+        assert compiled.generate([ps[0]], params[0])[0].token_ids == want[0]  # the single-sequence graph
+    finally:
+        eager.close()
+        if compiled is not None:
+            compiled.close()
