@@ -2,13 +2,11 @@
 
 It reads hashed character n-grams (2-5, within words) and words and word pairs (log counts,
 L2-normalised) and scores them with a multinomial logistic regression over three classes: 2^18
-buckets x 3 classes, 0.79M parameters, trained from scratch on guard_data's generated text. (An
-embedding bag of 16 dims over the same features, fastText's shape, trained 5x slower and reached a
-held-out ROC AUC of 0.95 against this model's 0.997.)
+buckets x 3 classes, 0.79M parameters, trained from scratch on guard_data's generated text.
 Its score is the probability that the text is not benign; the threshold is set so that a stated
 fraction of held-out benign text (templates and topics the guard never trained on) is flagged.
 
-The weights are not shipped: the first use trains them (seeded, ~20-40 s on 2 cores) into
+The weights are not shipped: the first use trains them (seeded; a few minutes at most on 2 cores) into
 ~/.cache/lmstack/guard/<key>/ as safetensors plus a JSON file, the key being a hash of everything
 that decides them (the generator's source, this file's config); later uses load that. Nothing here
 unpickles. bench/guard_compare.py measured this against a head on SmolLM2-135M's features

@@ -8,10 +8,9 @@ Three signals, each cheap enough for a corpus of thousands of documents on a lap
 - **Surprisal outliers.** Each document's most surprising stretch: the mean surprisal, under a word
   unigram model of the corpus itself, of its worst 32-token window. Ordinary text sits near the
   corpus median; text that is mostly words nowhere else in the corpus (random-token gibberish,
-  encoded payloads) sits many robust standard deviations above it. zlib's compression ratio was
-  measured as the outlier signal first and dropped: on 256-byte windows of Shakespeare it was 0.78
-  at the median against 0.81 for random-token gibberish, while the unigram surprisal separates
-  them by more than 8 robust standard deviations.
+  encoded payloads) sits many robust standard deviations above it. zlib's compression ratio is
+  reported for each suspect but does not decide: on short windows it barely separates English
+  from random-token text.
 - **Triggers.** A token n-gram (1-3 tokens) that recurs right at the boundary where ordinary text
   turns anomalous (the window before it is ordinary, the window after it is not), in at least
   `min_docs` documents, and mostly there (at least `min_precision` of the documents containing it
