@@ -49,9 +49,11 @@ def ask_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions
         raise LmstackError("one question per image")
     answers: list[list[int]] = [[] for _ in questions]
     groups: dict[tuple, list[int]] = {}
-    prepared = []
+    prepared, seen = [], {}
     for i, (img, q) in enumerate(zip(images, questions, strict=True)):
-        feats, grid = image_inputs(vlm, img) if img is not None else (None, None)
+        if img is not None and (key := (img.shape, img.tobytes())) not in seen:  # an image asked twice: encoded once
+            seen[key] = image_inputs(vlm, img)
+        feats, grid = seen[key] if img is not None else (None, None)
         ids = prompt_ids(tok, vlm, q, [grid] if grid else [])
         prepared.append((ids, feats))
         groups.setdefault((tuple(ids), feats is None), []).append(i)

@@ -40,8 +40,8 @@ def evaluate_vlm(run_dir: str | Path, limit: int = 0, progress: bool = True) -> 
         idx = [i for i, it in enumerate(items) if it[3] == k]
         table[k] = {"n": len(idx), **{m: float(np.mean([got[m][i] == items[i][2] for i in idx])) for m in got}}
     out = {"run": str(run_dir), "held_out_images": len(val), "questions": len(items), "accuracy": table,
-           "seconds": seconds, "examples": [{"question": it[1], "answer": it[2], "got": got["image"][i]}
-                                            for i, it in enumerate(items[:: max(1, len(items) // 12)])]}
+           "seconds": seconds, "examples": [{"question": items[i][1], "answer": items[i][2], "got": got["image"][i]}
+                                            for i in range(0, len(items), max(1, len(items) // 12))]}
     write_json(Path(run_dir) / "eval_vision.json", out)
     if progress:
         print(format_table(table))

@@ -58,7 +58,7 @@ class VisionTrainConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     lm_preset: str = "nano"
     vocab_size: int = 400
-    seq_len: int = 64
+    seq_len: int = 0  # 0: 64 for the small model, 128 for a real base (its template adds a system prompt)
     n_train: int = 3000  # generated training scenes of each kind (digits: the bundled set)
     n_val: int = 300
     seed: int = 0
@@ -68,7 +68,9 @@ class VisionTrainConfig:
     stage2: TrainConfig = field(default_factory=lambda: stage_config()["stage2"])
 
     def __post_init__(self) -> None:
-        check_int("seq_len", self.seq_len, 16)
+        check_int("seq_len", self.seq_len, 0)
+        if self.seq_len == 0:
+            self.seq_len = 64 if self.base is None else 128
         check_int("vocab_size", self.vocab_size, 1)
         check_int("n_train", self.n_train, 1)
         check_int("n_val", self.n_val, 1)
