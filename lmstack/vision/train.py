@@ -104,7 +104,9 @@ def _grow_vocab(lm: Transformer, n: int) -> Transformer:
     sd = lm.state_dict()
     emb = sd["tok_embeddings.weight"]
     sd["tok_embeddings.weight"] = torch.cat([emb, emb.mean(0, keepdim=True).expand(n - len(emb), -1)])
-    if not cfg.tie_embeddings:
+    if cfg.tie_embeddings:
+        sd.pop("output.weight", None)  # the same tensor as the embedding
+    else:
         out = sd["output.weight"]
         sd["output.weight"] = torch.cat([out, out.mean(0, keepdim=True).expand(n - len(out), -1)])
     new.load_state_dict({k: v for k, v in sd.items() if not k.startswith("rope_")}, strict=False)
