@@ -39,6 +39,7 @@ TOKEN = re.compile(r"\w+|[^\w\s]")  # punctuation one character a token, so "x:<
 class ScanConfig:
     window: int = 32  # tokens per surprisal window
     z: float = 6.0  # robust z-score above which a document's worst window is an outlier
+    edge_z: float = 3.0  # the lower bar for the text after a candidate trigger (the precision test guards it)
     edge: int = 16  # tokens before/after a candidate trigger that must be ordinary/anomalous
     min_docs: int = 5  # documents a trigger must recur in
     min_precision: float = 0.5
@@ -53,6 +54,7 @@ class ScanConfig:
                          ("min_copies", 2)):
             check_int(name, getattr(self, name), lo)
         check_float("z", self.z, 0, lo_open=True)
+        check_float("edge_z", self.edge_z, 0, lo_open=True)
         check_float("min_precision", self.min_precision, 0, 1)
         check_float("near_dup", self.near_dup, 0, 1)
         if self.perms % self.bands:
@@ -70,7 +72,7 @@ def scan(docs: list[Document], cfg: ScanConfig | None = None) -> dict:
     med = float(np.median(worst))
     sigma = 1.4826 * float(np.median(np.abs(worst - med))) or 1e-6
     cut = med + cfg.z * sigma
-    triggers = find_triggers(toks, surprisal, cut, cfg)
+    triggers = find_triggers(toks, surprisal, med + cfg.edge_z * sigma, cfg)
     trig_docs = _docs_with(toks, [tuple(t["ngram"].split(" ")) for t in triggers])
     groups = duplicate_groups(docs, toks, cfg)
     reasons: dict[int, list[str]] = defaultdict(list)
