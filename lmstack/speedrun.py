@@ -111,10 +111,11 @@ def assistant_stage(run_dir: Path, quick: bool = False, device: str = "auto") ->
     print("\nthe same questions, base model vs assistant (greedy):")
     print(side_by_side(engines, CHAT_QUESTIONS, 24 if quick else 64))
     # the held-out curated questions (the tool-use ones follow them in the file), and the assistant
-    # answers them a second time with the calculator and search over the plays
+    # answers them a second time with the calculator and search over the plays; 128 tokens, since a
+    # call alone takes 40-60 of this vocabulary's tokens (48 cut 94% of the calls, docs/tools.md)
     held_out = read_conversations(default_sft_mix()[1])
     tools = builtin_tools(SPEEDRUN_TOOLS, "shakespeare")
-    ev = evaluate_chat(engines, held_out, max_new_tokens=24 if quick else 48, limit=40 if quick else 200,
+    ev = evaluate_chat(engines, held_out, max_new_tokens=24 if quick else 128, limit=40 if quick else 200,
                        tools=tools, tool_models=["assistant"])
     write_results(ev, sft_dir / "chat_eval.json", sft_dir / "chat_eval.md")
     m = {name.replace("+", "_"): v for name, v in ev["models"].items()}
