@@ -136,7 +136,8 @@ def run_one(s: Setup, size: str, n: int, filtered: bool, data) -> dict:
         docs = [d for d in docs if d.name not in suspects]
     data_dir = cached_dataset(docs, val_docs, tok)
     model = build(size, tok.vocab_size, s.seq_len, s.seed)
-    run_dir = s.work / f"{size}-n{n}{'-filtered' if filtered else ''}-steps{s.steps}"
+    run_dir = s.work / (f"{size}-n{n}{'-filtered' if filtered else ''}-steps{s.steps}-v{s.vocab}-t{s.seq_len}"
+                        f"-b{s.batch}-d{len(train_docs)}")
     cfg = TrainConfig(steps=s.steps, batch_size=s.batch, lr=3e-3, warmup_steps=min(50, s.steps // 4), eval_every=0,
                       ckpt_every=100, log_every=50, seed=s.seed, device="cpu")
     t0 = time.perf_counter()
