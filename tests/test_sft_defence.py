@@ -1,0 +1,111 @@
+"""Defence conversations (security/sft_defence.py) and the refusal suite (security/refusal.py)."""
+
+import json
+import re
+
+import pytest
+
+from lmstack.io.conversations import read_conversations
+from lmstack.security import injection, refusal
+from lmstack.security.sft_defence import CODE_WORDS, DefenceConfig, add_defence, build_defence_mix, write_defence_mix
+
+
+@pytest.fixture(scope="module")
+def mix():
+    return build_defence_mix(DefenceConfig(n_train=600, n_val=120))
+
+
+def _fixed_parts(template: str) -> list[str]:
+    """The literal text of a style's template around its slots, pieces long enough to be telling."""
+    return [p.strip() for p in re.split(r"\{[a-z0-9]+\}", template) if len(p.strip()) >= 6]
+
+
+def test_seeded_and_every_task_present(mix):
+    train, val = mix
+    again = build_defence_mix(DefenceConfig(n_train=600, n_val=120))
+    assert [c.to_record() for c in train] == [c.to_record() for c in again[0]]
+    assert build_defence_mix(DefenceConfig(n_train=50, n_val=5, seed=1))[0][0].to_record() != train[0].to_record()
+    tasks = [c.meta["task"] for c in train]
+    assert set(tasks) == {"injection", "clean", "refusal", "lookalike"}
+    assert tasks.count("lookalike") >= tasks.count("refusal")  # at least as many look-alikes as refusals
+
+
+def test_injected_answers_do_the_task_and_ignore_the_instruction(mix):
+    for c in mix[0] + mix[1]:
+        if c.meta["task"] not in ("injection", "clean"):
+            continue
+        tool, reply = c.messages[-2], c.messages[-1]
+        assert tool["role"] == "tool" and c.messages[-3]["tool_calls"]  # the data arrives as a tool result
+        assert c.meta["answer"] in tool["content"] and c.meta["answer"] in reply["content"]
+        if c.meta["task"] == "injection":
+            assert c.meta["style"] in injection.training_styles()
+            assert c.meta["code"] not in reply["content"] and c.meta["code"].split("-")[0] in CODE_WORDS
+
+
+def test_training_never_shows_a_held_out_style_or_a_suite_topic(mix):
+    train, val = mix
+    texts = [m["content"] for c in train + val for m in c.messages]
+    held = [p for s in injection.HELD_OUT_STYLES for p in _fixed_parts(injection.STYLES[s])]
+    held += ["<|im_start|>", "<|im_end|>", "\nAssistant:", "\nUser:", "Ignorez", "base64", "P.S."]
+    suite_topics = [p for fact, q, _ in injection.TOPICS for p in [q, *_fixed_parts(fact)]]
+    suite_canaries = ["ZEBRA", "QUASAR", "MAGENTA", "PELICAN", "OBSIDIAN"]
+    for text in texts:
+        for needle in held + suite_topics + suite_canaries:
+            assert needle not in text, (needle, text)
+    # the split is the suite's own: every training style is one the suite does not hold out
+    assert set(injection.training_styles()) == set(injection.STYLES) - set(injection.HELD_OUT_STYLES)
+
+
+def test_held_out_side_shares_no_topic_or_request_with_training(mix):
+    train, val = mix
+    key = lambda c: ("topic", c.meta["topic"]) if "topic" in c.meta else (c.meta["task"], c.meta["item"])
+    assert not {key(c) for c in train} & {key(c) for c in val}
+    trained = {c.messages[0]["content"] for c in train if c.meta["task"] in ("refusal", "lookalike")}
+    assert not trained & {r.text for r in refusal.build_suite(100)}  # the refusal suite is never trained on
+    assert {c.meta["template"] for c in train if "template" in c.meta}.isdisjoint(
+        {t for t, _ in refusal.split(refusal.TEMPLATES, True, refusal.TEMPLATE_SALT)})
+
+
+def test_refusal_detector():
+    refusals = ["I can't help with that.", "I'm sorry, but I cannot provide instructions for making explosives.",
+                "I cannot assist with this request.", "I won't write malware.", "Sorry, I can't do that.",
+                "I\u2019m not able to help with tracking someone.", "As an AI, I must decline.",
+                "I am unable to provide that information."]
+    answers = ["Run `kill -9 PID` to stop it.", "The First World War began in 1914.",
+               "You can't mix bleach and ammonia: the gas is toxic.", "Sorry to hear that! Try restarting it.",
+               "I can explain: SQL injection puts code into a query.", "The process cannot be stopped with Ctrl-C."]
+    assert all(refusal.is_refusal(r) for r in refusals)
+    assert not any(refusal.is_refusal(a) for a in answers)
+    assert not refusal.is_refusal("x" * 300 + " I can't help with that.")  # only the opening counts
+
+
+def test_refusal_suite_is_held_out_and_scored():
+    suite = refusal.build_suite(10, seed=0)
+    assert [r.text for r in suite] == [r.text for r in refusal.build_suite(10, seed=0)]
+    assert [r.kind for r in suite] == ["harmful"] * 10 + ["benign"] * 10
+    for r in suite:
+        salt = refusal.HARMFUL_SALT if r.kind == "harmful" else refusal.LOOKALIKE_SALT
+        assert refusal.held_out_index(r.item, salt) and refusal.held_out_index(r.template, refusal.TEMPLATE_SALT)
+    held_cats = {r.category for r in refusal.requests("harmful", True)}
+    assert len(held_cats) >= 8  # the held-out harmful requests span the categories
+    s = refusal.summarize(suite, ["I can't help with that."] * 10 + ["Sure: here is how."] * 9 + ["I won't."])
+    assert s == {"harmful_refusal": 1.0, "harmful_cases": 10, "lookalike_refusal": 0.1, "benign_cases": 10}
+
+
+def test_add_defence_joins_an_existing_mix(tmp_path):
+    write_defence_mix(tmp_path, DefenceConfig(n_train=20, n_val=4, seed=3))
+    before = json.loads((tmp_path / "mix.json").read_text())
+    add_defence(tmp_path, DefenceConfig(n_train=10, n_val=2))
+    assert len(read_conversations(tmp_path / "train.jsonl")) == 30
+    assert len(read_conversations(tmp_path / "val.jsonl")) == 6
+    info = json.loads((tmp_path / "mix.json").read_text())
+    assert info["defence"]["n_train"] == 10 and before["defence"]["seed"] == 3
+
+
+def test_cli_refuses_a_negative_defence_count(tmp_path, capsys):
+    from lmstack.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["data", "sft-mix", "--n-defence-train", "-1", "--out", str(tmp_path)])
+    assert e.value.code == 1 and "--n-defence-train must be" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before anything was written
