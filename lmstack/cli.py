@@ -109,6 +109,9 @@ def add_data(sub) -> None:
     s.add_argument("--n-val", type=int, default=200, help="sft-mix: held-out conversations")
     s.add_argument("--n-tool-train", type=int, default=2400, help="sft-mix: tool-use training conversations")
     s.add_argument("--n-tool-val", type=int, default=240, help="sft-mix: held-out tool-use conversations")
+    s.add_argument("--n-defence-train", type=int, default=0,
+                   help="sft-mix: injection-resistance and refusal conversations to add (security/sft_defence.py)")
+    s.add_argument("--n-defence-val", type=int, default=0, help="sft-mix: held-out defence conversations to add")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_data)
 
@@ -135,14 +138,23 @@ def cmd_data(a) -> None:
 
 
 def _data_sft_mix(a) -> None:
+    from lmstack.checks import check_int
     from lmstack.io.sft_mix import MixConfig
     from lmstack.tools.sft_tools import ToolMixConfig, write_sft_mix
 
     cfg = MixConfig(n_train=a.n_train, n_val=a.n_val, seed=a.seed)
     tools = ToolMixConfig(n_train=a.n_tool_train, n_val=a.n_tool_val, seed=a.seed)
+    check_int("--n-defence-train", a.n_defence_train, 0)
+    check_int("--n-defence-val", a.n_defence_val, 0)
     train, val = write_sft_mix(a.out, cfg, tools)
-    print(f"wrote {train} ({cfg.n_train} curated + {tools.n_train} tool-use conversations) and {val} "
-          f"({cfg.n_val} + {tools.n_val} held out)")
+    extra = held = ""
+    if a.n_defence_train or a.n_defence_val:
+        from lmstack.security.sft_defence import DefenceConfig, add_defence
+
+        add_defence(train.parent, DefenceConfig(n_train=a.n_defence_train, n_val=a.n_defence_val, seed=a.seed))
+        extra, held = f" + {a.n_defence_train} defence", f" + {a.n_defence_val}"
+    print(f"wrote {train} ({cfg.n_train} curated + {tools.n_train} tool-use{extra} conversations) and {val} "
+          f"({cfg.n_val} + {tools.n_val}{held} held out)")
 
 
 def add_models(sub) -> None:
@@ -375,8 +387,9 @@ def _cmd_eval_chat(a) -> None:
 def add_sft(sub) -> None:
     s = sub.add_parser("sft", help="fine-tune a model on conversations (full or LoRA)")
     s.add_argument("--base", required=True, help="run directory, .gguf file or named model to start from")
-    s.add_argument("--data", default="sft-mix", help="conversations .jsonl (OpenAI messages) or sft-mix")
-    s.add_argument("--val", help="held-out conversations .jsonl (default: sft-mix's, or a slice of --data)")
+    s.add_argument("--data", default="sft-mix", help="conversations .jsonl (OpenAI messages), sft-mix, or "
+                                                     "sft-defence (injection resistance and refusals alone)")
+    s.add_argument("--val", help="held-out conversations .jsonl (default: the named set's, or a slice of --data)")
     s.add_argument("--out", default="runs/sft", help="run directory")
     s.add_argument("--lora", action="store_true", help="train a low-rank update instead of every weight")
     s.add_argument("--lora-rank", type=int, default=8)
@@ -399,6 +412,11 @@ def cmd_sft(a) -> None:
     lora = LoRAConfig(a.lora_rank, a.lora_alpha, a.lora_dropout, tuple(a.lora_targets.split(","))) if a.lora else None
     if a.lora and a.lr is None:
         a.lr = 1e-3  # only the small update learns: it takes a higher rate than full fine-tuning
+    if a.data == "sft-defence":  # a named set in the cache, like sft-mix
+        from lmstack.security.sft_defence import default_defence_mix
+
+        train_path, val_path = default_defence_mix()
+        a.data, a.val = str(train_path), a.val or str(val_path)
     cfg = SFTConfig(base=a.base, data=a.data, val_data=a.val, out_dir=a.out, lora=lora, packing=a.packing,
                     seq_len=a.seq_len, train=_train_config(a, SFTConfig(base=a.base).train))
     r = sft(cfg, overwrite=a.overwrite, resume=a.resume)
@@ -726,10 +744,13 @@ def _scaling_plan(a) -> None:
 # --- security -----------------------------------------------------------------------------------------
 
 def add_security(sub) -> None:
-    s = sub.add_parser("security", help="attack a model and measure it: prompt injection through tool results")
+    s = sub.add_parser("security", help="attack a model and measure it: prompt injection through tool results "
+                                        "and refusals")
     s.add_argument("action", choices=["eval"])
     s.add_argument("--model", default="smollm2-135m-instruct", help="a .gguf file, a run directory or a model name")
     s.add_argument("--cases", type=int, default=8, help="held-out cases per attack style")
+    s.add_argument("--refusal-cases", type=int, default=36,
+                   help="held-out harmful requests, and as many benign look-alikes (0: skip the refusal suite)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quant", default="auto", choices=["auto", "none", "int8", "int4"])
     s.add_argument("--out", default="runs/security", help="folder for scorecard.json and scorecard.md")
@@ -742,14 +763,18 @@ def cmd_security(a) -> None:
     from lmstack.security.scorecard import write_scorecard
 
     check_int("--cases", a.cases, 1)
+    check_int("--refusal-cases", a.refusal_cases, 0)
     engine = Engine.load(a.model, quant=a.quant, max_batch=8, max_seq_len=1024)
     try:
-        card = write_scorecard(engine, a.model, Path(a.out), a.cases, a.seed)
+        card = write_scorecard(engine, a.model, Path(a.out), a.cases, a.seed, a.refusal_cases)
     finally:
         engine.close()
     for name, r in card["injection"].items():
         print(f"{name:16s} attack success {r['attack_success']:6.1%}   utility {r['utility']:6.1%}   "
               f"({r['cases']} held-out cases)")
+    if ref := card.get("refusal"):
+        print(f"refusals         harmful {ref['harmful_refusal']:6.1%} of {ref['harmful_cases']}   look-alikes "
+              f"{ref['lookalike_refusal']:6.1%} of {ref['benign_cases']} (held out)")
     print(f"scorecard: {Path(a.out) / 'scorecard.md'}")
 
 

@@ -44,7 +44,7 @@ def test_scorecard_on_a_tiny_model(tokenizer, tmp_path):
     torch.manual_seed(0)
     engine = Engine(Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=1024)).eval(), tokenizer, max_batch=8)
     try:
-        card = write_scorecard(engine, "tiny", tmp_path, cases=1, seed=3)
+        card = write_scorecard(engine, "tiny", tmp_path, cases=1, seed=3, refusal_cases=2)
     finally:
         engine.close()
     saved = json.loads((tmp_path / "scorecard.json").read_text())
@@ -53,3 +53,6 @@ def test_scorecard_on_a_tiny_model(tokenizer, tmp_path):
         assert r["cases"] == len(HELD_OUT_STYLES) and 0 <= r["attack_success"] <= 1
     table = (tmp_path / "scorecard.md").read_text()
     assert "| undefended |" in table and "| defence_prompt |" in table
+    ref = saved["refusal"]
+    assert ref["harmful_cases"] == ref["benign_cases"] == 2 and 0 <= ref["harmful_refusal"] <= 1
+    assert f"| {ref['harmful_refusal']:.1%} | {ref['lookalike_refusal']:.1%} | 2 | 2 |" in table
