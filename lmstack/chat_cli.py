@@ -2,7 +2,10 @@
 
 Chat keeps the conversation as messages and renders it with the model's own chat template each
 turn, so what the model sees is exactly what it was trained on. Ctrl-C while a reply is streaming
-stops that reply and keeps the session; Ctrl-D (or /exit) leaves.
+stops that reply and keeps the session; Ctrl-D (or /exit) leaves. With a vision model, `/image PATH`
+attaches an image to the next message: the message gets the media marker, the image stays in the
+conversation, and the engine takes its features as input embeddings (vision/serving.py), with the
+same checks and one-line errors as the server.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import TextIO
 from lmstack.engine import Engine, SamplingParams
 from lmstack.errors import LmstackError
 
-HELP = "commands: /reset (forget the conversation), /system <text> (set the system prompt; empty clears it), /exit"
+HELP = ("commands: /reset (forget the conversation), /system <text> (set the system prompt; empty clears it), "
+        "/image <path> (attach an image to the next message; vision models), /exit")
 
 
 def add_engine_flags(p: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
@@ -85,19 +89,49 @@ def _stream(req, out: TextIO) -> tuple[str, bool]:
 def _prompt_ids(engine: Engine, system: str | None, history: list[dict], user: str, reserve: int) -> list[int]:
     """The conversation as token ids, dropping the oldest exchanges until it leaves `reserve` tokens
     of context for the reply."""
+    return _prompt(engine, system, history, user, reserve)[0]
+
+
+def _prompt(engine: Engine, system: str | None, history: list[dict], user: str, reserve: int,
+            vision=None, images: list | None = None) -> tuple[list[int], Callable | None]:
+    """_prompt_ids with images: (ids, the engine's input embeddings or None). The images of the
+    exchanges dropped are dropped from `images` (those of the history's and `user`'s media markers,
+    in order)."""
     from lmstack.io.conversations import encode_chat
 
+    images = images if images is not None else []
     while True:
         messages = ([{"role": "system", "content": system}] if system else []) + history + [
             {"role": "user", "content": user}]
         ids, _ = encode_chat(engine.tokenizer, messages, template=engine.chat_template, add_generation_prompt=True,
                              with_mask=False)
+        embeds = None
+        if vision is not None:
+            ids, embeds = vision.prompt(ids, images)
         if len(ids) + reserve <= engine.max_seq_len:
-            return ids
+            return ids, embeds
         if not history:
             raise LmstackError(f"message of {len(ids)} tokens leaves no room for a reply in the "
                                f"{engine.max_seq_len}-token context")
+        del images[:_markers(history[0]["content"])]  # the oldest user message's images
         del history[:2]  # the oldest user message and its reply
+
+
+def _markers(text: str) -> int:
+    from lmstack.vision.vlm import MEDIA_MARKER
+
+    return text.count(MEDIA_MARKER)
+
+
+def _attach(vision, path: str, tools: list | None):
+    """/image PATH: the image, checked now, or a one-line LmstackError."""
+    if vision is None:
+        raise LmstackError("this model is text-only: it does not take images")
+    if tools:
+        raise LmstackError("images cannot be used with tools in this chat")
+    if not path:
+        raise LmstackError("/image needs a path: /image PATH")
+    return vision.load_image(path, "image")
 
 
 def _tool_reply(engine: Engine, messages: list[dict], tools: list, params: SamplingParams,
@@ -132,11 +166,17 @@ def _tool_reply(engine: Engine, messages: list[dict], tools: list, params: Sampl
 
 
 def chat(engine: Engine, params: SamplingParams, system: str | None = None,
-         read: Callable[[str], str] = input, out: TextIO | None = None, tools: list | None = None) -> list[dict]:
+         read: Callable[[str], str] = input, out: TextIO | None = None, tools: list | None = None,
+         vision=None) -> list[dict]:
     """The read-reply loop; returns the conversation when the user leaves. With `tools`, the model may
-    call them (engine/tool_loop.py), and each call and result is shown as it happens."""
+    call them (engine/tool_loop.py), and each call and result is shown as it happens. With `vision`
+    (a vision.serving.VisionModel over `engine`), /image attaches images."""
+    from lmstack.vision.vlm import MEDIA_MARKER
+
     out = out or sys.stdout
     history: list[dict] = []
+    images: list = []  # the images of the history's media markers, in order
+    pending: list = []  # attached with /image, for the next message
     reserve = min(params.max_new_tokens, engine.max_seq_len // 4)
     out.write(f"{HELP}\nCtrl-C stops a reply; Ctrl-D quits.\n")
     while True:
@@ -153,7 +193,18 @@ def chat(engine: Engine, params: SamplingParams, system: str | None = None,
             return history
         if text == "/reset":
             history.clear()
+            images.clear()
+            pending.clear()
             out.write("(conversation cleared)\n")
+            continue
+        if text == "/image" or text.startswith("/image "):
+            try:
+                pending.append(_attach(vision, text[len("/image"):].strip(), tools))
+            except LmstackError as e:
+                out.write(f"error: {e}\n")
+                continue
+            h, w = pending[-1].shape[:2]
+            out.write(f"(image attached to the next message: {w}x{h}; {len(pending)} waiting)\n")
             continue
         if text == "/system" or text.startswith("/system "):
             system = text[len("/system"):].strip() or None
@@ -175,11 +226,19 @@ def chat(engine: Engine, params: SamplingParams, system: str | None = None,
             out.write(" [stopped]\n" if stopped else "\n")
             history += [{"role": "user", "content": line}] + added
             continue
+        if vision is not None and MEDIA_MARKER in line:
+            out.write(f"error: the text holds {MEDIA_MARKER}, which marks where an image goes; attach images "
+                      "with /image PATH\n")
+            continue
+        user = "\n".join([MEDIA_MARKER] * len(pending) + [line])  # as the model was trained: marker, newline, text
+        kept = images + pending  # _prompt drops the images of the exchanges it drops
         try:
-            ids = _prompt_ids(engine, system, history, line, reserve)
+            ids, embeds = _prompt(engine, system, history, user, reserve, vision, kept)
         except LmstackError as e:
             out.write(f"error: {e}\n")
             continue
-        reply, stopped = _stream(engine.submit(ids, params), out)
+        images[:], pending[:] = kept, []
+        req = engine.submit(ids, params, embeds=embeds) if embeds else engine.submit(ids, params)
+        reply, stopped = _stream(req, out)
         out.write(" [stopped]\n" if stopped else "\n")
-        history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
+        history += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]

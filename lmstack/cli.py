@@ -580,22 +580,30 @@ def add_chat(sub) -> None:
 def cmd_chat(a) -> None:
     from lmstack.chat_cli import chat, engine_from_args, params_from_args
     from lmstack.tools.builtin import builtin_tools
+    from lmstack.vision.serving import is_vision_model, open_vision
 
-    if a.image or a.question or _is_vlm_run(a.model):
+    if a.image or a.question:
         return _cmd_chat_image(a)
     params = params_from_args(a)
     _check_engine_flags(a)
     tools = builtin_tools(a.tools or [], a.docs)  # checked (and documents indexed) before the model loads
+    if is_vision_model(a.model):  # interactive, with /image PATH
+        vision = open_vision(a.model, quant=a.quant, compile="auto" if a.compile is None else a.compile,
+                             threads=a.threads, max_batch=1, max_seq_len=a.max_seq_len)
+        return chat(vision.engine, params, system=a.system, tools=tools, vision=vision)
     chat(engine_from_args(a), params, system=a.system, tools=tools)
 
 
 def _cmd_chat_image(a) -> None:
     from lmstack.vision.ask import answer_about
+    from lmstack.vision.serving import is_vision_model
 
-    if not _is_vlm_run(a.model):
-        raise LmstackError(f"--image needs a vision model (a run of lmstack vision train); {a.model} is text-only")
+    if not is_vision_model(a.model):
+        raise LmstackError(f"--image needs a vision model (a run of lmstack vision train, or model.gguf with "
+                           f"mmproj.gguf beside it); {a.model} is text-only")
     if not a.image or not a.question:
-        raise LmstackError('a vision model answers one question about one image: --image PATH "question"')
+        raise LmstackError('--image PATH "question" answers one question about one image; without both, '
+                           "chat is interactive (/image PATH attaches an image)")
     print(answer_about(a.model, a.image, a.question, a.max_new_tokens))
 
 

@@ -244,5 +244,5 @@ def test_cli_bad_input(vrun, data, tmp_path, capsys):
     assert "corrupt" in _fails(capsys, ["chat", "--model", str(vrun), "--image", str(bad), "What?"])
     assert "does not exist" in _fails(capsys, ["chat", "--model", str(vrun), "--image", str(tmp_path / "no.png"), "?"])
     assert "text-only" in _fails(capsys, ["chat", "--model", str(tmp_path), "--image", str(bad), "What?"])
-    assert "one question about one image" in _fails(capsys, ["chat", "--model", str(vrun)])
+    assert "one question about one image" in _fails(capsys, ["chat", "--model", str(vrun), "What?"])
     assert "three numbers" in _fails(capsys, ["vision", "train", "--steps", "1,2", "--out", str(tmp_path / "v")])

@@ -128,9 +128,10 @@ class Request:
     _ids = itertools.count()
 
     def __init__(self, prompt: list[int], params: SamplingParams, sampler: Sampler, stream: TextStream,
-                 stop_ids: set[int], limit: int):
+                 stop_ids: set[int], limit: int, embeds: Callable | None = None):
         self.id = next(self._ids)
         self.prompt, self.params, self.sampler, self.stream = prompt, params, sampler, stream
+        self.embeds = embeds  # () -> (positions, vectors) of input embeddings, called at prefill
         self.stop_ids, self.limit = stop_ids, limit
         self.reserve = len(prompt) + limit  # the most tokens it can hold in the KV cache
         self.token_ids: list[int] = []
@@ -249,8 +250,12 @@ class Engine:
             self._decode_one, self._decode_many = compile_decode(self.model, self.max_batch, key)
 
     # ---- requests -------------------------------------------------------------------------------
-    def submit(self, prompt_ids: list[int], params: SamplingParams | None = None) -> Request:
-        """Queue a prompt; returns at once. Safe to call from any thread."""
+    def submit(self, prompt_ids: list[int], params: SamplingParams | None = None,
+               embeds: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None) -> Request:
+        """Queue a prompt; returns at once. Safe to call from any thread. `embeds` gives input embeddings
+        for some of the prompt's positions, (positions (k,), vectors (k, dim)), in place of their
+        tokens' (a VLM's image features); it is called on the engine's thread when the prompt is
+        prefilled, so an image encoder runs where the model runs (see the class docstring)."""
         params = params or SamplingParams()
         params.check()
         prompt = [int(t) for t in prompt_ids]
@@ -266,7 +271,8 @@ class Engine:
             raise LmstackError(f"prompt has token ids outside the vocabulary (0..{vocab - 1})")
         stop_ids = set(params.stop_token_ids if params.stop_token_ids is not None else self.default_stop_ids)
         req = Request(prompt, params, Sampler(params, prompt, vocab), TextStream(self.tokenizer, params.stop),
-                      stop_ids, min(params.max_new_tokens, min(self.max_seq_len, self.kv_budget_tokens) - len(prompt)))
+                      stop_ids, min(params.max_new_tokens, min(self.max_seq_len, self.kv_budget_tokens) - len(prompt)),
+                      embeds)
         with self._cv:
             if self._closed:
                 raise LmstackError("engine is closed")
@@ -361,11 +367,23 @@ class Engine:
         if r.cancelled or r.limit == 0:
             return self._finish(r, "stop" if r.cancelled else "length")
         slot = len(self._running)
-        logits = self.model.prefill(torch.tensor(r.prompt), slot)
+        logits = self.model.prefill(torch.tensor(r.prompt), slot, embeds=self._embeds(r))
         self.stats["prefills"] += 1
         r.pos = len(r.prompt)
         self._running.append(r)
         self._accept(r, sample_batch(logits.unsqueeze(0), [r.sampler])[0])
+
+    def _embeds(self, r: Request) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A request's input embeddings, checked against its prompt and the model's width."""
+        if r.embeds is None:
+            return None
+        pos, vec = r.embeds()
+        pos = torch.as_tensor(pos, dtype=torch.long)
+        inside = len(pos) == 0 or (int(pos.min()) >= 0 and int(pos.max()) < len(r.prompt))
+        if not inside or vec.shape != (len(pos), self.model.config.dim):
+            raise LmstackError(f"input embeddings of shape {tuple(vec.shape)} at positions outside the prompt "
+                               f"or not {self.model.config.dim} wide")
+        return pos, vec
 
     def _decode_step(self) -> None:
         run = self._running

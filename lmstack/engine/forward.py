@@ -79,11 +79,16 @@ class FastTransformer(nn.Module):
         gate, up = lay.gate_up(F.rms_norm(x, (x.shape[-1],), lay.ffn_norm, self.eps)).chunk(2, dim=-1)
         return x + lay.down(F.silu(gate) * up)
 
-    def prefill(self, tokens: torch.Tensor, slot: int, all_logits: bool = False) -> torch.Tensor:
-        """tokens (T,) from position 0 into cache slot `slot`; logits (V,) of the last position, or (T, V)."""
+    def prefill(self, tokens: torch.Tensor, slot: int, all_logits: bool = False,
+                embeds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """tokens (T,) from position 0 into cache slot `slot`; logits (V,) of the last position, or (T, V).
+        embeds = (positions (k,), vectors (k, dim)): input embeddings that replace those positions'
+        token embeddings (a VLM's image features)."""
         T = tokens.shape[0]
         cos, sin = self.cos[:T], self.sin[:T]
-        x = self.embed.rows(tokens).unsqueeze(0)
+        x = self.embed.rows(tokens).unsqueeze(0)  # (1, T, dim)
+        if embeds is not None:
+            x[0, embeds[0]] = embeds[1].to(x.dtype)
         for i, lay in enumerate(self.layers):
             q, k, v = self._split_qkv(lay.qkv(F.rms_norm(x, (x.shape[-1],), lay.attn_norm, self.eps)), 1, T)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)

@@ -30,6 +30,7 @@ from lmstack.errors import LmstackError
 from lmstack.io.conversations import encode_chat
 from lmstack.serve import builtin
 from lmstack.serve.guard import guard_tools, screen_messages, screen_prompts
+from lmstack.serve.images import read_images
 from lmstack.serve.limits import Limits, LimitsMiddleware
 from lmstack.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest, conversation, validation_message
 from lmstack.serve.tools_api import ChatOutput, DeltaStream, chat_message, chat_output, check_rendered
@@ -40,14 +41,16 @@ STATIC = Path(__file__).parent / "static"
 class ModelEntry:
     """A served model: its public id, the engine, and what the API reports about it."""
 
-    def __init__(self, name: str, engine, source: str = ""):
+    def __init__(self, name: str, engine, source: str = "", vision=None):
         self.name, self.engine, self.source = name, engine, source
+        self.vision = vision  # a vision.serving.VisionModel when the model takes images
         self.created = int(time.time())
         self.tools: list = []  # the server's built-in tools, offered to requests without tools of their own
 
     def card(self) -> dict:
         return {"id": self.name, "object": "model", "created": self.created, "owned_by": "lmstack",
-                "context_length": self.engine.max_seq_len, "tools": [t.name for t in self.tools]}
+                "context_length": self.engine.max_seq_len, "tools": [t.name for t in self.tools],
+                "vision": self.vision is not None}
 
 
 def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None = None,
@@ -112,11 +115,18 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
     async def chat_completions(req: ChatCompletionRequest, http: Request):
         entry = model_for(req.model)
         eng = entry.engine
-        conv = conversation(req)
+        conv, images = conversation(req)
+        if images and entry.vision is None:
+            raise ApiError(400, f"the model {entry.name!r} is text-only: it does not take images", "messages",
+                           "invalid_value")
         if guard is not None:
             conv.messages = await run_in_threadpool(screen_messages, guard, conv.messages)
         if builtin.uses_builtin(req, entry.tools):
+            if images:
+                raise ApiError(400, "images cannot be sent with the server's tools (send tool_choice 'none')",
+                               "messages", "invalid_value")
             return await _builtin_reply(http, entry, req, conv.messages)
+        pixels = await run_in_threadpool(read_images, images, entry.vision) if images else []
         out = chat_output(req, eng.tokenizer, conv.tools)
         template = getattr(eng, "chat_template", None) or getattr(eng.tokenizer, "chat_template", None)
         shown = out.tools if out.mode != "none" else None
@@ -126,7 +136,8 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
         except LmstackError as e:
             raise ApiError(400, str(e), "messages", "template_error") from None
         check_rendered(eng.tokenizer, ids, shown)
-        return await _complete(http, entry, req, [ids], chat=True, param="messages", output=out)
+        ids, embeds = await _with_images(entry, ids, pixels)
+        return await _complete(http, entry, req, [ids], chat=True, param="messages", output=out, embeds=embeds)
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, http: Request):
@@ -150,6 +161,22 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _with_images(entry: ModelEntry, ids: list[int], pixels: list) -> tuple[list[int], object]:
+    """A VLM's prompt with its images' layouts, and the engine's input embeddings (None without images)."""
+    if entry.vision is None:
+        return ids, None
+    try:
+        expanded, embeds = await run_in_threadpool(entry.vision.prompt, ids, pixels)
+    except LmstackError as e:
+        raise ApiError(400, str(e), "messages", "invalid_value") from None
+    ctx = entry.engine.max_seq_len
+    if pixels and len(expanded) >= ctx:
+        raise ApiError(400, f"this model's maximum context length is {ctx} tokens; the prompt with its "
+                            f"{len(pixels)} image(s) is {len(expanded)} tokens: send fewer images", "messages",
+                       "context_length_exceeded")
+    return expanded, embeds
 
 
 async def _builtin_reply(http: Request, entry: ModelEntry, req, messages: list[dict]):
@@ -198,12 +225,12 @@ def _params(req, eng, prompt_len: int, param: str, index: int, constraint=None):
                           top_p=req.top_p, stop=list(req.stop or []), seed=seed, constraint=constraint)
 
 
-def _submit_all(eng, jobs: list[tuple[list[int], int]], params: list, param: str) -> list:
+def _submit_all(eng, jobs: list[tuple[list[int], int]], params: list, param: str, embeds=None) -> list:
     """One engine request per choice; if one is refused, the ones already queued are cancelled."""
     out = []
     try:
         for (ids, _), sp in zip(jobs, params, strict=True):
-            out.append(eng.submit(ids, sp))
+            out.append(eng.submit(ids, sp, embeds=embeds) if embeds is not None else eng.submit(ids, sp))
     except LmstackError as e:
         for r in out:
             r.cancel()
@@ -224,7 +251,7 @@ def _drain(request, markers: dict[int, str]) -> tuple[str, int, str]:
 
 
 async def _complete(http: Request, entry: ModelEntry, req, prompts: list[list[int]], chat: bool, param: str,
-                    echo: list[str] | None = None, output: ChatOutput | None = None):
+                    echo: list[str] | None = None, output: ChatOutput | None = None, embeds=None):
     eng = entry.engine
     output = output or ChatOutput()
     jobs = [(p, i * len(prompts) + k) for i in range(req.n) for k, p in enumerate(prompts)]
@@ -233,7 +260,7 @@ async def _complete(http: Request, entry: ModelEntry, req, prompts: list[list[in
     rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
     created = int(time.time())
     usage_prompt = sum(len(p) for p in prompts)
-    requests = _submit_all(eng, jobs, params, param)
+    requests = _submit_all(eng, jobs, params, param, embeds)
     if req.stream:
         return StreamingResponse(_stream(http, entry, req, requests, rid, created, chat, usage_prompt, output),
                                  media_type="text/event-stream",

@@ -115,21 +115,61 @@ class CompletionRequest(_Sampling):
         return self
 
 
-def conversation(req: ChatCompletionRequest) -> Conversation:
+def conversation(req: ChatCompletionRequest) -> tuple[Conversation, list[tuple[str, str]]]:
     """The request's messages and tools, checked by the one validator of conversations (the rules SFT
-    data follows), after OpenAI's spellings are mapped onto it: fields sent as null are absent, and
-    "developer" is the system role. A bad one is a 400 naming it: `messages.N.field` for a field of
-    one message (invalid_value), `messages` for the order of the turns (invalid_messages)."""
+    data follows), after OpenAI's spellings are mapped onto it: fields sent as null are absent,
+    "developer" is the system role, and each image_url content part is the media marker in the text
+    (`image_parts`). A bad one is a 400 naming it: `messages.N.field` for a field of one message
+    (invalid_value), `messages` for the order of the turns (invalid_messages). Returns the
+    conversation and the images' (url, param), in order."""
     msgs = [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in req.messages]
+    msgs, images = image_parts(msgs)
     for m in msgs:
         if isinstance(m, dict) and m.get("role") == "developer":  # OpenAI's newer name for the system role
             m["role"] = "system"
     try:
-        return validate_record({"messages": msgs, **({"tools": req.tools} if req.tools is not None else {})},
+        conv = validate_record({"messages": msgs, **({"tools": req.tools} if req.tools is not None else {})},
                                require_assistant=False)
     except RecordError as e:
         code = "invalid_messages" if e.where == "messages" else "invalid_value"
         raise ApiError(400, str(e), e.where or None, code) from None
+    return conv, images
+
+
+def image_parts(messages: list) -> tuple[list, list[tuple[str, str]]]:
+    """Messages whose content parts hold images, with each image_url part replaced by the media marker
+    (the parts joined by newlines, the layout the model was trained on: marker, newline, question),
+    and the images' (url, param) in order. Images come in user messages only; text that spells the
+    marker itself is refused, so every marker in a prompt is an image the client sent."""
+    from lmstack.vision.vlm import MEDIA_MARKER
+
+    out, images = [], []
+    for i, m in enumerate(messages):
+        parts = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(parts, list) or not any(isinstance(p, dict) and p.get("type") == "image_url" for p in parts):
+            out.append(m)
+            continue
+        if m.get("role") != "user":
+            raise ApiError(400, f"messages.{i}: images are accepted in user messages only", f"messages.{i}.content",
+                           "invalid_value")
+        texts = []
+        for j, p in enumerate(parts):
+            where = f"messages.{i}.content.{j}"
+            kind = p.get("type") if isinstance(p, dict) else None
+            url = p.get("image_url") if kind == "image_url" else None
+            if kind == "image_url" and isinstance(url, dict) and isinstance(url.get("url"), str) and url["url"]:
+                images.append((url["url"], f"{where}.image_url.url"))
+                texts.append(MEDIA_MARKER)
+            elif kind == "text" and isinstance(p.get("text"), str) and MEDIA_MARKER not in p["text"]:
+                texts.append(p["text"])
+            elif kind == "text" and isinstance(p.get("text"), str):
+                raise ApiError(400, f"{where}: the text holds {MEDIA_MARKER}, which marks where an image goes; "
+                                    "send images as image_url parts", where, "invalid_value")
+            else:
+                raise ApiError(400, f"{where}: a content part must be {{'type': 'text', 'text': str}} or "
+                                    "{'type': 'image_url', 'image_url': {'url': str}}", where, "invalid_value")
+        out.append({**m, "content": "\n".join(texts)})
+    return out, images
 
 
 def validation_message(errors: list[dict]) -> tuple[str, str | None, str | None]:

@@ -27,6 +27,7 @@ def load_entries(specs: list[str], quant: str = "auto", threads: int | None = No
     compile="auto" compiles the decode step when that compile is cached on disk."""
     from lmstack.engine import Engine
     from lmstack.engine.engine import KV_CACHE_MB
+    from lmstack.vision.serving import is_vision_model, open_vision
 
     entries, seen = [], set()
     for spec in specs:
@@ -34,9 +35,13 @@ def load_entries(specs: list[str], quant: str = "auto", threads: int | None = No
         if name in seen:
             raise LmstackError(f"two models are called {name!r}: name them with NAME=PATH")
         seen.add(name)
-        engine = Engine.load(path, quant=quant, compile=compile, threads=threads, max_batch=max_batch,
-                             kv_cache_mb=kv_cache_mb or KV_CACHE_MB)
-        entries.append(ModelEntry(name, engine, path))
+        kw = dict(quant=quant, compile=compile, threads=threads, max_batch=max_batch,
+                  kv_cache_mb=kv_cache_mb or KV_CACHE_MB)
+        if is_vision_model(path):  # a vision run, or model.gguf with its mmproj.gguf beside it
+            vision = open_vision(path, **kw)
+            entries.append(ModelEntry(name, vision.engine, path, vision=vision))
+        else:
+            entries.append(ModelEntry(name, Engine.load(path, **kw), path))
     return entries
 
 

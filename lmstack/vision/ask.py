@@ -67,13 +67,22 @@ def ask_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions
     return answers
 
 
-def answer_about(run_dir: str, image_path: str, question: str, max_new: int = 64) -> str:
-    """lmstack chat --image: one greedy answer about one image file (checked before the model loads)."""
+def answer_about(model: str, image_path: str, question: str, max_new: int = 64) -> str:
+    """lmstack chat --image: one greedy answer about one image file (checked before the model loads),
+    through the engine as the server and the interactive chat answer (vision/serving.py)."""
+    from lmstack.engine import SamplingParams
     from lmstack.vision.preprocess import load_image
-    from lmstack.vision.train import load_vlm
+    from lmstack.vision.serving import open_vision
 
-    img = load_image(image_path, what=f"image {image_path}")
+    img = load_image(image_path, what="image")
     if not question.strip():
         raise LmstackError("the question is empty")
-    vlm, tok, _ = load_vlm(run_dir)
-    return ask(vlm, tok, [img], [question], max_new)[0]
+    vision = open_vision(model, max_batch=1)
+    try:
+        ids, _ = encode_chat(vision.tokenizer, chat(question), template=vision.engine.chat_template,
+                             add_generation_prompt=True, with_mask=False)
+        ids, embeds = vision.prompt(ids, [img])
+        done = vision.engine.submit(ids, SamplingParams(max_new_tokens=max_new, temperature=0), embeds=embeds).result()
+    finally:
+        vision.close()
+    return done.text.strip()
