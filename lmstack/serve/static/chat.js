@@ -4,12 +4,15 @@
 
 const $ = (id) => document.getElementById(id);
 const STORE = "lmstack.chats";
-const state = { chats: [], current: null, controller: null };
+const state = { chats: [], current: null, controller: null, pending: [], vision: {} };  // pending: image data URLs
 
 function load() {
   try { state.chats = JSON.parse(localStorage.getItem(STORE) || "[]"); } catch { state.chats = []; }
 }
-function save() { localStorage.setItem(STORE, JSON.stringify(state.chats.slice(0, 50))); }
+function save() {
+  try { localStorage.setItem(STORE, JSON.stringify(state.chats.slice(0, 50))); }
+  catch { bubble("error", "the browser's storage is full: this chat is kept until the page is closed"); }
+}
 function newChat() {
   const chat = { id: Date.now().toString(36) + Math.random().toString(36).slice(2, 6), title: "New chat",
                  system: $("system").value, messages: [] };
@@ -43,10 +46,16 @@ function renderHistory() {
   }
 }
 
-function bubble(role, text) {
+function bubble(role, text, images) {
   const div = document.createElement("div");
   div.className = "msg " + role;
   div.textContent = text;
+  if (images && images.length) {  // thumbnails above the text
+    const row = document.createElement("div");
+    row.className = "thumbs";
+    for (const url of images) row.append(thumb(url));
+    div.prepend(row);
+  }
   $("messages").append(div);
   $("messages").scrollTop = $("messages").scrollHeight;
   return div;
@@ -57,7 +66,7 @@ function renderMessages() {
   if (!state.current) return;
   for (const m of state.current.messages) {
     if (m.role === "tool-block") { toolBlock(m); continue; }
-    const div = bubble(m.role, m.content);
+    const div = bubble(m.role, m.content, m.images);
     if (m.note) addNote(div, m.note);
   }
 }
@@ -87,6 +96,54 @@ function toolBlock(block) {
   return box;
 }
 
+function thumb(url) {
+  const img = document.createElement("img");
+  img.className = "thumb";
+  img.src = url;
+  img.alt = "attached image";
+  return img;
+}
+
+// Images for the next message: from the Image button's file picker or pasted into the message box,
+// read as data URLs, which is how they are sent (OpenAI's image_url content parts) and kept.
+function attach(files) {
+  for (const file of files) {
+    if (!file.type.startsWith("image/")) continue;
+    const reader = new FileReader();
+    reader.onload = () => { state.pending.push(reader.result); renderAttachments(); };
+    reader.readAsDataURL(file);
+  }
+}
+
+function renderAttachments() {
+  const box = $("attachments");
+  box.replaceChildren();
+  state.pending.forEach((url, i) => {
+    const item = document.createElement("div");
+    item.className = "thumb-box";
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.title = "remove";
+    remove.onclick = () => { state.pending.splice(i, 1); renderAttachments(); };
+    item.append(thumb(url), remove);
+    box.append(item);
+  });
+}
+
+function showAttach() {  // the Image button only for models that take images
+  const vision = !!state.vision[$("model").value];
+  $("attach").hidden = !vision;
+  if (!vision && state.pending.length) { state.pending = []; renderAttachments(); }
+}
+
+// A message as the API takes it: with images, content parts (the images first, then the text).
+function apiMessage({ role, content, images }) {
+  if (!images || !images.length) return { role, content };
+  const parts = images.map((url) => ({ type: "image_url", image_url: { url } }));
+  return { role, content: content ? parts.concat([{ type: "text", text: content }]) : parts };
+}
+
 function addNote(div, text) {
   const note = document.createElement("span");
   note.className = "note";
@@ -109,7 +166,8 @@ async function loadModels() {
     for (const m of body.data) {
       const opt = document.createElement("option");
       opt.value = m.id;
-      opt.textContent = `${m.id} (${m.context_length} ctx)`;
+      opt.textContent = `${m.id} (${m.context_length} ctx${m.vision ? ", images" : ""})`;
+      state.vision[m.id] = !!m.vision;
       sel.append(opt);
     }
     const tools = (body.data[0] && body.data[0].tools) || [];
@@ -117,23 +175,24 @@ async function loadModels() {
     $("tool-names").textContent = tools.length ? "(" + tools.join(", ") + ")" : "";
     const saved = localStorage.getItem("lmstack.model");
     if (saved && body.data.some((m) => m.id === saved)) sel.value = saved;
+    showAttach();
   } catch (e) {
     bubble("error", "could not list models: " + e);
   }
 }
 
-async function send(text) {
+async function send(text, images) {
   const chat = state.current || newChat();
   chat.system = $("system").value;
-  chat.messages.push({ role: "user", content: text });
-  if (chat.title === "New chat") chat.title = text.slice(0, 40);
-  bubble("user", text);
+  chat.messages.push(images.length ? { role: "user", content: text, images } : { role: "user", content: text });
+  if (chat.title === "New chat") chat.title = text.slice(0, 40) || "(image)";
+  bubble("user", text, images);
   const reply = { role: "assistant", content: "" };
   renderHistory();
 
   const messages = (chat.system.trim() ? [{ role: "system", content: chat.system }] : [])
     .concat(chat.messages.filter((m) => m.role === "user" || m.role === "assistant")
-      .map(({ role, content }) => ({ role, content })));
+      .map(apiMessage));
   const body = { model: $("model").value, messages, stream: true, stream_options: { include_usage: true },
                  temperature: Number($("temperature").value || 0.7) };
   const maxTokens = parseInt($("max-tokens").value, 10);
@@ -234,16 +293,26 @@ async function send(text) {
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("input").value.trim();
-  if (!text || state.controller) return;
+  if ((!text && !state.pending.length) || state.controller) return;
   $("input").value = "";
-  send(text);
+  const images = state.pending;
+  state.pending = [];
+  renderAttachments();
+  send(text, images);
+});
+$("attach").addEventListener("click", () => $("image-file").click());
+$("image-file").addEventListener("change", (e) => { attach(e.target.files); e.target.value = ""; });
+$("input").addEventListener("paste", (e) => {
+  if (!state.vision[$("model").value]) return;
+  const files = [...(e.clipboardData ? e.clipboardData.files : [])].filter((f) => f.type.startsWith("image/"));
+  if (files.length) { e.preventDefault(); attach(files); }
 });
 $("input").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
 });
 $("stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); });
 $("new-chat").addEventListener("click", () => { if (!state.controller) { newChat(); save(); } });
-$("model").addEventListener("change", () => localStorage.setItem("lmstack.model", $("model").value));
+$("model").addEventListener("change", () => { localStorage.setItem("lmstack.model", $("model").value); showAttach(); });
 
 load();
 state.current = state.chats[0] || null;
