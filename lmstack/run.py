@@ -30,6 +30,7 @@ import re
 import struct
 import time
 import unicodedata
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ import numpy as np
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)  # version 1 used 32-bit lengths and is long obsolete
 MAX_CONTEXT = 1 << 22  # positions a file may declare (Llama files reach 4M); the package refuses more too
+MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS = 20 << 20, 4096 * 4096  # the package's image limits (vision/preprocess.py)
 # metadata value type id -> struct format (8 = string and 9 = array are handled separately)
 _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
                    10: "<Q", 11: "<q", 12: "<d"}
@@ -547,8 +549,9 @@ class Model:
         """Logits (vocab,) for the token at position pos, given the cache holds positions < pos."""
         return self.forward_many([token], pos)[-1]
 
-    def forward_many(self, tokens: Sequence[int], pos: int) -> np.ndarray:
-        """Logits (T, vocab) for T consecutive tokens starting at position pos (causal prefill)."""
+    def forward_many(self, tokens: Sequence[int], pos: int, embeds: "tuple | None" = None) -> np.ndarray:
+        """Logits (T, vocab) for T consecutive tokens starting at position pos (causal prefill). embeds =
+        (positions within the chunk, vectors): input embeddings in place of those tokens' (image features)."""
         c, T, end = self.config, len(tokens), pos + len(tokens)
         if end > c.max_seq_len:
             raise ValueError(f"position {end - 1} is past the context length {c.max_seq_len}")
@@ -560,7 +563,9 @@ class Model:
         sin = np.sin(angles).astype(np.float32)[:, None, :]
         mask = np.triu(np.full((T, end), -np.inf, np.float32), k=pos + 1)  # query t sees keys <= pos+t
         scale = np.float32(1.0 / np.sqrt(hd))
-        x = self.tok_embd[np.asarray(tokens)]
+        x = self.tok_embd[np.asarray(tokens)]  # (T, dim), a copy
+        if embeds is not None:
+            x[embeds[0]] = embeds[1]
         for li, w in enumerate(self.layers):
             qkv = rmsnorm(x, w["attn_norm"], c.norm_eps) @ w["wqkv"].T + w["bqkv"]
             q = rope(qkv[:, :qd].reshape(T, H, hd), cos, sin, c.qkv_bias)
@@ -666,6 +671,178 @@ def load(path: str) -> Model:
 
 
 # ----------------------------------------------------------------------------------------------
+# Images: PNG and binary PPM decoding, resizing as Pillow does, the vision encoder of an mmproj.gguf
+# (llama.cpp's idefics3 projector), and Idefics3's image layout in token ids.
+
+def _unfilter(raw: bytes, h: int, stride: int, bpp: int) -> np.ndarray:
+    """PNG scanlines (a filter byte, then `stride` bytes) -> (h, stride) uint8, each row undone against the last."""
+    rows, prev, at = np.zeros((h, stride), np.uint8), [0] * stride, 0
+    for y in range(h):
+        kind, line, at = raw[at], list(raw[at + 1:at + 1 + stride]), at + 1 + stride
+        if kind > 4:
+            raise ValueError(f"corrupt PNG: row {y} has unknown filter type {kind}")
+        for x in range(stride):  # filters 0-4: none, sub, up, average, paeth
+            a, b, c = (line[x - bpp] if x >= bpp else 0), prev[x], (prev[x - bpp] if x >= bpp else 0)
+            if kind == 4:
+                p = a + b - c
+                a = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else b if abs(p - b) <= abs(p - c) else c
+            line[x] = (line[x] + (0, a, b, (a + b) // 2, a)[kind]) & 255
+        rows[y], prev = line, line
+    return rows
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a non-interlaced 8-bit PNG of any colour type (alpha dropped, as Pillow's
+    convert("RGB") does)."""
+    at, chunks = 8, {}
+    while at + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", data[at:at + 8])
+        chunks.setdefault(kind, []).append(data[at + 8:at + 8 + n])
+        at += 12 + n
+    if b"IHDR" not in chunks or b"IDAT" not in chunks or len(chunks[b"IHDR"][0]) != 13:
+        raise ValueError("corrupt or truncated PNG (no IHDR or no IDAT chunk)")
+    w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[b"IHDR"][0])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+    if channels is None or depth != 8 or interlace or not w * h:
+        raise ValueError(f"unsupported PNG: colour type {colour}, {depth}-bit, interlace {interlace} (8-bit, "
+                         "not interlaced)")
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ValueError(f"the image is {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS:,} allowed")
+    try:  # at most the bytes the header implies, so a small file cannot inflate without bound
+        raw = zlib.decompressobj().decompress(b"".join(chunks[b"IDAT"]), h * (1 + w * channels))
+    except zlib.error as e:
+        raise ValueError(f"corrupt or truncated PNG ({e})") from None
+    if len(raw) < h * (1 + w * channels):
+        raise ValueError("corrupt or truncated PNG (too little image data)")
+    px = _unfilter(raw, h, w * channels, channels).reshape(h, w, channels)
+    if colour == 3:  # entries missing from the palette read as black
+        palette = np.frombuffer(b"".join(chunks.get(b"PLTE", [])).ljust(768, b"\0")[:768], np.uint8)
+        return palette.reshape(256, 3)[px[..., 0]]
+    return px[..., [0, 0, 0]] if channels <= 2 else px[..., :3].copy()
+
+
+def decode_ppm(data: bytes) -> np.ndarray:
+    """(H, W, 3) uint8 of a binary PPM (P6, maxval 255)."""
+    fields = re.match(rb"P6(?:\s+|#[^\n]*\n)*(\d+)(?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)\s", data)
+    if not fields or int(fields[3]) != 255:
+        raise ValueError("unsupported PPM: only binary P6 with maxval 255")
+    w, h = int(fields[1]), int(fields[2])
+    if w * h > MAX_IMAGE_PIXELS or len(data) - fields.end() < w * h * 3:
+        raise ValueError(f"a {w}x{h} PPM is over the pixel limit, or truncated")
+    return np.frombuffer(data, np.uint8, w * h * 3, fields.end()).reshape(h, w, 3)
+
+
+def read_image(path: str) -> np.ndarray:
+    with open(path, "rb") as f:
+        data = f.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"{path} is more than the {MAX_IMAGE_BYTES:,} bytes allowed")
+    decode = decode_png if data[:8] == b"\x89PNG\r\n\x1a\n" else decode_ppm if data[:2] == b"P6" else None
+    if decode is None:
+        raise ValueError(f"{path} is not a PNG or binary PPM image")
+    return decode(data)
+
+
+def _resample(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Resize uint8 pixels along one axis with Pillow's bicubic filter (a = -0.5), widened when shrinking,
+    its weights in 22-bit fixed point and the result rounded, so the pixels equal Pillow's."""
+    n, scale = x.shape[axis], x.shape[axis] / size
+    support, rows = 2.0 * max(scale, 1.0), []
+    for i in range(size):
+        centre = (i + 0.5) * scale
+        lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), n)
+        t = np.abs((np.arange(lo, hi) - centre + 0.5) * (1.0 / max(scale, 1.0)))
+        k = np.where(t < 1, (1.5 * t - 2.5) * t * t + 1, np.where(t < 2, (((t - 5) * t + 8) * t - 4) * -0.5, 0))
+        k = k / k.sum() * (1 << 22)
+        row = np.zeros(n, np.int64)
+        row[lo:hi] = np.where(k < 0, np.ceil(k - 0.5), np.floor(k + 0.5))
+        rows.append(row)
+    out = np.tensordot(np.moveaxis(x, axis, -1).astype(np.int64), np.array(rows).T, 1) + (1 << 21)
+    return np.moveaxis(np.clip(out >> 22, 0, 255).astype(np.uint8), -1, axis)
+
+
+def resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Horizontally, then vertically: Pillow's classic order (Pillow 13 does some shrinks vertically
+    first, which can move a pixel by a few levels; images at the encoder's size are never resized)."""
+    img = img if img.shape[1] == w else _resample(img, w, 1)
+    return img if img.shape[0] == h else _resample(img, h, 0)
+
+
+class Vision:
+    """An mmproj.gguf: a ViT (patches, learned positions, pre-norm blocks, a final LayerNorm), then pixel
+    shuffle and one linear layer into the language model's width."""
+
+    def __init__(self, path: str) -> None:
+        _, meta, infos, buf = read_gguf_header(path)
+        if meta.get("general.architecture") != "clip" or meta.get("clip.projector_type") != "idefics3":
+            raise ValueError(f"{path} is not an idefics3 mmproj file")
+        v = lambda key: meta[f"clip.vision.{key}"]  # noqa: E731
+        self.size, self.patch, self.heads, self.eps = v("image_size"), v("patch_size"), v("attention.head_count"), \
+            v("attention.layer_norm_epsilon")
+        self.scale, self.max_tiles = v("projector.scale_factor"), v("preproc_image_size") // v("image_size")
+        self.mean, self.std = np.float32(v("image_mean")), np.float32(v("image_std"))
+        self.gelu, self.w = meta.get("clip.use_gelu", False), {n: dequantize(buf, i) for n, i in infos.items()}
+        self.n_layers, self.tokens = v("block_count"), (self.size // self.patch // self.scale) ** 2
+
+    def views(self, img: np.ndarray) -> tuple[list[np.ndarray], int, int]:
+        """The tiles row by row and the global view, as vision/preprocess.py cuts them."""
+        S, (h, w) = self.size, img.shape[:2]
+        scale = min(1.0, self.max_tiles * S / max(h, w))
+        rows, cols = max(1, math.ceil(h * scale / S)), max(1, math.ceil(w * scale / S))
+        big = resize(img, cols * S, rows * S)
+        tiles = [big[r * S:(r + 1) * S, c * S:(c + 1) * S] for r in range(rows) for c in range(cols)]
+        return tiles + [resize(img, S, S)], rows, cols
+
+    def encode(self, view: np.ndarray) -> np.ndarray:
+        """(S, S, 3) uint8 -> (tokens, lm dim) image features."""
+        w, p, g = self.w, self.patch, self.size // self.patch
+        x = ((view.astype(np.float32) / np.float32(255) - self.mean) / self.std).transpose(2, 0, 1)  # (3, S, S)
+        patches = x.reshape(3, g, p, g, p).transpose(1, 3, 0, 2, 4).reshape(g * g, -1)  # (N, 3*p*p), row-major
+        wp = w["v.patch_embd.weight"]
+        x = patches @ wp.reshape(len(wp), -1).T + w["v.patch_embd.bias"] + w["v.position_embd.weight"]  # (N, dim)
+        norm = lambda x, n: (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + self.eps) * \
+            w[n + ".weight"] + w[n + ".bias"]  # noqa: E731
+        lin = lambda x, n: x @ w[n + ".weight"].T + w[n + ".bias"]  # noqa: E731
+        N, C, H = g * g, x.shape[1], self.heads
+        for i in range(self.n_layers):
+            b, h = f"v.blk.{i}.", norm(x, f"v.blk.{i}.ln1")
+            q, k, vv = (lin(h, b + n).reshape(N, H, -1).transpose(1, 0, 2) for n in ("attn_q", "attn_k", "attn_v"))
+            s = q @ k.transpose(0, 2, 1) / np.float32(math.sqrt(C // H))  # (H, N, N)
+            s = np.exp(s - s.max(-1, keepdims=True))
+            x = x + lin((s / s.sum(-1, keepdims=True) @ vv).transpose(1, 0, 2).reshape(N, C), b + "attn_out")
+            u = lin(norm(x, b + "ln2"), b + "ffn_up")
+            u = u * 0.5 * (1 + np.tanh(0.7978845608 * (u + 0.044715 * u**3))) if self.gelu else \
+                u * (0.5 + 0.5 * np.tanh(0.5 * u))
+            x = x + lin(u, b + "ffn_down")
+        x, s, gs = norm(x, "v.post_ln"), self.scale, g // self.scale
+        x = x.reshape(gs, s, gs, s, C).transpose(0, 2, 1, 3, 4).reshape(gs * gs, s * s * C)  # pixel shuffle
+        return x @ w["mm.model.fc.weight"].T
+
+    def expand(self, tok: "Tokenizer", ids: list[int], images: list[np.ndarray]) -> tuple[list[int], np.ndarray]:
+        """Each <__media__> marker's tokens -> the image's layout: per tile <fake_token_around_image>
+        <row_r_col_c> + image tokens ("\\n" between tile rows), then "\\n\\n" <fake_token_around_image>
+        <global-img> + the global view's tokens + <fake_token_around_image>. Returns the ids and the
+        (positions, features) of the image tokens."""
+        marker, sp, out, feats, i = tok.encode("<__media__>"), tok.special_id, [], [], 0
+        around, pad, nl, nl2 = (sp("<fake_token_around_image>"), sp("<|image_pad|>"), tok.encode("\n"),
+                                tok.encode("\n\n"))
+        while i < len(ids):
+            if ids[i:i + len(marker)] != marker:
+                out, i = out + [ids[i]], i + 1
+                continue
+            if not images:
+                raise ValueError("the prompt has more <__media__> markers than images")
+            views, rows, cols = self.views(images.pop(0))
+            for r in range(rows):
+                for c in range(cols):
+                    out += [around, sp(f"<row_{r + 1}_col_{c + 1}>")] + [pad] * self.tokens
+                out += nl if r < rows - 1 else nl2
+            out, i = out + [around, sp("<global-img>")] + [pad] * self.tokens + [around], i + len(marker)
+            feats += [self.encode(v) for v in views]
+        return out, (np.array([k for k, t in enumerate(out) if t == pad], np.int64), np.concatenate(feats))
+
+
+# ----------------------------------------------------------------------------------------------
 # Sampling and generation.
 
 def sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
@@ -689,9 +866,10 @@ PREFILL_CHUNK = 256  # bounds the (heads, T, S) attention scores a long prompt m
 
 def generate(model: Model, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.8,
              top_k: int = 40, top_p: float = 0.95, seed: int = 0,
-             stop_ids: "set[int] | None" = None) -> Iterator[int]:
+             stop_ids: "set[int] | None" = None, embeds: "tuple | None" = None) -> Iterator[int]:
     """Yield new token ids until max_new_tokens, a stop token (not yielded), or the context is full.
-    Starts from an empty cache, so every call with the same arguments yields the same tokens."""
+    Starts from an empty cache, so every call with the same arguments yields the same tokens. embeds:
+    (positions, vectors) of input embeddings for prompt positions (Vision.expand)."""
     ctx = model.config.max_seq_len
     if not 0 < len(prompt_ids) < ctx:
         raise ValueError(f"the prompt has {len(prompt_ids)} tokens; the context length {ctx} allows 1 to {ctx - 1}")
@@ -700,7 +878,12 @@ def generate(model: Model, prompt_ids: Sequence[int], max_new_tokens: int, tempe
     rng = np.random.default_rng(seed)
     model.reset()
     for start in range(0, len(prompt_ids), PREFILL_CHUNK):
-        logits = model.forward_many(list(prompt_ids[start:start + PREFILL_CHUNK]), start)[-1]
+        ids = list(prompt_ids[start:start + PREFILL_CHUNK])
+        if embeds is None:
+            logits = model.forward_many(ids, start)[-1]
+        else:  # the image features that fall in this chunk
+            inside = (embeds[0] >= start) & (embeds[0] < start + len(ids))
+            logits = model.forward_many(ids, start, (embeds[0][inside] - start, embeds[1][inside]))[-1]
     pos, token = len(prompt_ids), None  # pos: where the next sampled token will sit
     for step in range(max_new_tokens):
         if step:
@@ -727,9 +910,11 @@ def _stream_out(model: Model, ids: Iterator[int], stats: list[float]) -> list[in
     return out
 
 
-def chat(model: Model, args: argparse.Namespace, stats: list[float]) -> None:
+def chat(model: Model, args: argparse.Namespace, stats: list[float], vision: "Vision | None" = None,
+         images: "list | None" = None) -> None:
     """Multi-turn ChatML conversation on stdin/stdout, formatted without a template engine. The
-    markers come from special_id(), never from encoding text, so typed '<|im_start|>' stays text."""
+    markers come from special_id(), never from encoding text, so typed '<|im_start|>' stays text.
+    `images` go with the first message, each as the media marker and a newline before its text."""
     template = model.metadata.get("tokenizer.chat_template")
     if not template:
         raise ValueError("--chat needs a chat template, but the file has no tokenizer.chat_template")
@@ -749,13 +934,16 @@ def chat(model: Model, args: argparse.Namespace, stats: list[float]) -> None:
     # a template that writes a default system message (SmolLM2's does) gets it when none is given
     default = re.search(r"'<\|im_start\|>system(?:\n|\\n)([^'{}]*)<\|im_end\|>", template)
     system = args.system or (default.group(1) if default else "")
-    history = tok.prefix + (turn("system", system) if system else [])
-    for line in itertools.chain([args.prompt], iter(read, "")):  # ends at end of input
+    history, embeds = tok.prefix + (turn("system", system) if system else []), None
+    for line in itertools.chain([args.prompt], iter(read, "") if args.chat else []):  # ends at end of input
         if not line.strip():
             continue
-        history += turn("user", line.rstrip("\n")) + [start, *tok.encode("assistant\n")]
+        text = "\n".join(["<__media__>"] * len(images or []) + [line.rstrip("\n")])
+        history += turn("user", text) + [start, *tok.encode("assistant\n")]
+        if images:  # the layouts go in once; later turns only append, so the positions stay
+            history, embeds = vision.expand(tok, history, images)
         reply = _stream_out(model, generate(model, history, args.n, args.temperature, args.top_k, args.top_p,
-                                            args.seed, tok.stop_ids | {end}), stats)
+                                            args.seed, tok.stop_ids | {end}, embeds), stats)
         print(flush=True)
         history += reply + [end, *tok.encode("\n")]
 
@@ -771,6 +959,9 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chat", action="store_true", help="interactive ChatML conversation on stdin")
     ap.add_argument("--system", default="", help="system message for --chat")
+    ap.add_argument("--image", action="append", default=[], help="a PNG or binary PPM image to ask about in a ChatML "
+                    "turn (repeatable): one answer, or with --chat the first message of a conversation")
+    ap.add_argument("--mmproj", help="the vision encoder's GGUF file (default: mmproj.gguf beside the model)")
     args = ap.parse_args(argv)
     for bad, flag in ((args.n < 0, "-n"), (not 0 <= args.temperature < math.inf, "--temperature"),
                       (args.top_k < 0, "--top-k"), (not 0 < args.top_p <= 1, "--top-p")):
@@ -782,7 +973,10 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         if model.tokenizer is None:
             raise ValueError("the file has no tokenizer (tokenizer.ggml.model)")
         tok = model.tokenizer
-        if args.chat:
+        if args.image:
+            vision = Vision(args.mmproj or os.path.join(os.path.dirname(os.path.abspath(args.model)), "mmproj.gguf"))
+            chat(model, args, stats, vision, [read_image(p) for p in args.image])
+        elif args.chat:
             chat(model, args, stats)
         else:
             ids = tok.prefix + tok.encode(args.prompt)
@@ -792,7 +986,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             sys.stdout.write(args.prompt)  # echo the prompt, so the output reads as one text
             _stream_out(model, gen, stats)
             sys.stdout.write("\n")
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, KeyError) as e:  # KeyError: an mmproj file without a key the encoder needs
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
