@@ -85,14 +85,14 @@ def test_run_file_answers_held_out_images_as_lmstack_does(exported, tmp_path, ca
         path = tmp_path / f"{i}.png"
         path.write_bytes(png_bytes(s.image))
         assert run.main([str(model), Q, "--image", str(path), "--temperature", "0", "-n", "6"]) == 0
-        want = ask(vlm, tok, [s.image], [Q], 6)[0]
+        want = ask(vlm, tok, [s.image], [Q], 6, reference=True)[0]
         assert capsys.readouterr().out.strip() == want
         answers.add(want)
     assert len(answers) > 1  # the answers depend on the image
     ppm = tmp_path / "x.ppm"
     ppm.write_bytes(png_bytes(data.val[0].image, "PPM"))
     assert run.main([str(model), Q, "--image", str(ppm), "--mmproj", str(mmproj), "--temperature", "0", "-n", "6"]) == 0
-    assert capsys.readouterr().out.strip() == ask(vlm, tok, [data.val[0].image], [Q], 6)[0]
+    assert capsys.readouterr().out.strip() == ask(vlm, tok, [data.val[0].image], [Q], 6, reference=True)[0]
     (tmp_path / "bad.png").write_bytes(b"not an image at all")
     assert run.main([str(model), Q, "--image", str(tmp_path / "bad.png")]) == 1
     assert "not a PNG or binary PPM" in capsys.readouterr().err

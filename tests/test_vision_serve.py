@@ -59,21 +59,21 @@ def test_image_answers_equal_the_reference(vserver, client, tmp_path):
     vlm, tok = vision.vlm, vision.tokenizer
     answers = set()
     for s in data.val[:4]:
-        want = ask(vlm, tok, [s.image], [Q], 6)[0]  # the reference: the model itself, without the engine
+        want = ask(vlm, tok, [s.image], [Q], 6, reference=True)[0]  # the model itself, without the engine
         r = ask_image(client, data_url(png_bytes(s.image)))
         assert r.choices[0].message.content.strip() == want
         assert r.usage.prompt_tokens == len(prompt_ids(tok, vlm, Q, [(1, 1)]))  # the image layout counted
         answers.add(want)
     assert len(answers) > 1  # the answer depends on the image
     img = data.val[0].image
-    want = ask(vlm, tok, [img], [Q], 6)[0]
+    want = ask(vlm, tok, [img], [Q], 6, reference=True)[0]
     path = tmp_path / "x.ppm"
     path.write_bytes(png_bytes(img, "PPM"))
     for url in (data_url(png_bytes(img, "BMP"), "image/bmp"), f"file://{path}", str(path)):
         assert ask_image(client, url).choices[0].message.content.strip() == want
     jpeg = png_bytes(img, "JPEG")  # lossy: the reference is the decoded JPEG
     assert ask_image(client, data_url(jpeg, "image/jpeg")).choices[0].message.content.strip() == \
-        ask(vlm, tok, [vision.load_image(jpeg)], [Q], 6)[0]
+        ask(vlm, tok, [vision.load_image(jpeg)], [Q], 6, reference=True)[0]
 
 
 def test_streaming_and_text_only_requests(vserver, client):
@@ -86,7 +86,7 @@ def test_streaming_and_text_only_requests(vserver, client):
     # without an image, the same model answers the question alone, as the reference does
     r = client.chat.completions.create(model="vlm", messages=[{"role": "user", "content": Q}], max_tokens=6,
                                        temperature=0)
-    assert r.choices[0].message.content.strip() == ask(vision.vlm, vision.tokenizer, [None], [Q], 6)[0]
+    assert r.choices[0].message.content.strip() == ask(vision.vlm, vision.tokenizer, [None], [Q], 6, reference=True)[0]
     assert {m.id: m.model_extra["vision"] for m in client.models.list().data} == {"vlm": True, "text": False}
 
 
@@ -165,7 +165,7 @@ def test_bad_images_are_400s(vserver, client, tmp_path):
 def test_concurrent_image_requests(vserver, client):
     _, vision, data = vserver
     imgs = [s.image for s in data.val[:4]]
-    want = ask(vision.vlm, vision.tokenizer, imgs, [Q] * 4, 6)
+    want = ask(vision.vlm, vision.tokenizer, imgs, [Q] * 4, 6, reference=True)
     got = [None] * 4
 
     def one(i):
@@ -201,7 +201,7 @@ def test_chat_image_command(vserver, tmp_path):
     assert "marks where an image goes" in errors[2] and "needs a path" in errors[3]
     assert "image attached" in text
     assert history[0]["content"] == f"<__media__>\n{Q}"
-    assert history[1]["content"].strip() == ask(vision.vlm, vision.tokenizer, [img], [Q], 6)[0]
+    assert history[1]["content"].strip() == ask(vision.vlm, vision.tokenizer, [img], [Q], 6, reference=True)[0]
     out = io.StringIO()
     chat(vision.engine, params, read=scripted([f"/image {good}"]), out=out)  # without vision: a text-only model
     assert "error: this model is text-only" in out.getvalue()

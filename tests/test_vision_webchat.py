@@ -59,7 +59,7 @@ def test_upload_and_paste_send_images(vision_page):
     page.press("#input", "Enter")
     page.wait_for_selector(".msg.assistant:not(.streaming)")
     assert page.locator("#attachments img").count() == 0  # sent with the message
-    want = ask(vision.vlm, vision.tokenizer, [first], [Q], 6)[0]
+    want = ask(vision.vlm, vision.tokenizer, [first], [Q], 6, reference=True)[0]
     reply = page.locator(".msg.assistant").first.evaluate("el => el.firstChild ? el.firstChild.textContent : ''")
     assert reply.strip() == want
     url = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()

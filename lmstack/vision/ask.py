@@ -2,8 +2,9 @@
 
 `prompt_ids` renders the conversation through the chat template (`encode_chat`, the same as
 training) with the user's text after the media marker, then expands the marker into the image's
-layout; `image_inputs` gives the matching features. Both the CLI's chat and the evaluation ask
-through `ask`, so what is measured is what a user gets.
+layout; `image_inputs` gives the matching features. The evaluation asks through `ask`, which runs
+the engine as the server and the chat do (vision/serving.py), so what is measured is what a user
+gets; `ask(..., reference=True)` is the model's own forward pass, the reference for tests.
 """
 
 from __future__ import annotations
@@ -36,17 +37,40 @@ def image_inputs(vlm: VLM, img: np.ndarray) -> tuple[torch.Tensor, tuple[int, in
         return vlm.image_features(views).flatten(0, 1), (rows, cols)
 
 
-def ask(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int = 16
-        ) -> list[str]:
-    """Greedy answers, one question per image (None: the question alone, no image), batched by prompt."""
-    return [tok.decode(ids, skip_special=True).strip() for ids in ask_ids(vlm, tok, images, questions, max_new)]
+def ask(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int = 16,
+        reference: bool = False) -> list[str]:
+    """Greedy answers, one question per image (None: the question alone, no image); see ask_ids."""
+    return [tok.decode(ids, skip_special=True).strip()
+            for ids in ask_ids(vlm, tok, images, questions, max_new, reference)]
 
 
-def ask_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int = 16
-            ) -> list[list[int]]:
-    """The greedy answers' token ids (stop tokens left out)."""
+def ask_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int = 16,
+            reference: bool = False) -> list[list[int]]:
+    """The greedy answers' token ids (stop tokens left out): through the engine, all at once, as the
+    server and the chat answer; with `reference`, through the model's own forward pass without a KV
+    cache (vlm.greedy), the independent reference the engine's answers are checked against."""
     if len(images) != len(questions):
         raise LmstackError("one question per image")
+    if reference:
+        return _reference_ids(vlm, tok, images, questions, max_new)
+    from lmstack.engine import SamplingParams
+    from lmstack.vision.serving import VisionModel
+
+    vision = VisionModel(vlm, tok, max_batch=64)
+    params = SamplingParams(max_new_tokens=max_new, temperature=0)
+    try:
+        requests = []
+        for img, q in zip(images, questions, strict=True):
+            ids, _ = encode_chat(tok, chat(q, image=img is not None), add_generation_prompt=True, with_mask=False)
+            ids, embeds = vision.prompt(ids, [] if img is None else [img])
+            requests.append(vision.engine.submit(ids, params, embeds=embeds))
+        return [r.result().token_ids for r in requests]
+    finally:
+        vision.close()
+
+
+def _reference_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int
+                   ) -> list[list[int]]:
     answers: list[list[int]] = [[] for _ in questions]
     groups: dict[tuple, list[int]] = {}
     prepared, seen = [], {}
