@@ -962,7 +962,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     ap.add_argument("--image", action="append", default=[], help="a PNG or binary PPM image to ask about in a ChatML "
                     "turn (repeatable): one answer, or with --chat the first message of a conversation")
     ap.add_argument("--mmproj", help="the vision encoder's GGUF file (default: mmproj.gguf beside the model)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # the prompt may follow --image PATH
     for bad, flag in ((args.n < 0, "-n"), (not 0 <= args.temperature < math.inf, "--temperature"),
                       (args.top_k < 0, "--top-k"), (not 0 < args.top_p <= 1, "--top-p")):
         if bad:

@@ -96,3 +96,22 @@ def test_run_file_answers_held_out_images_as_lmstack_does(exported, tmp_path, ca
     (tmp_path / "bad.png").write_bytes(b"not an image at all")
     assert run.main([str(model), Q, "--image", str(tmp_path / "bad.png")]) == 1
     assert "not a PNG or binary PPM" in capsys.readouterr().err
+
+
+def test_serve_finds_the_exported_pair(exported):
+    """lmstack serve --model .../model.gguf: mmproj.gguf beside it makes it a vision model."""
+    from lmstack.engine import SamplingParams
+    from lmstack.io.conversations import encode_chat
+    from lmstack.serve.server import load_entries
+    from lmstack.vision.rows import chat
+
+    model, _, vlm, tok, data = exported
+    (entry,) = load_entries([str(model)], max_batch=2)
+    try:
+        assert entry.name == "model" and entry.vision is not None
+        ids, _ = encode_chat(tok, chat(Q), add_generation_prompt=True, with_mask=False)
+        ids, embeds = entry.vision.prompt(ids, [data.val[2].image])
+        got = entry.engine.submit(ids, SamplingParams(max_new_tokens=6, temperature=0), embeds=embeds).result()
+        assert got.text.strip() == ask(vlm, tok, [data.val[2].image], [Q], 6, reference=True)[0]
+    finally:
+        entry.engine.close()
