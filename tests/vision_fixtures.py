@@ -8,6 +8,7 @@ random weights show as well as trained ones.
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -23,8 +24,19 @@ SMALL_VISION = dict(image_size=24, patch_size=6, dim=32, n_layers=2, n_heads=2, 
 def tiny_vlm_run(out_dir, seed: int = 1):
     """A vision run directory as lmstack vision train leaves it; returns (run dir, data)."""
     from lmstack.io.files import write_json
+    from lmstack.vision.train import save_vlm
+
+    data, tok, vlm = _tiny_vlm(seed)
+    save_vlm(vlm, out_dir)
+    tok.save(out_dir / "tokenizer.json")
+    write_json(out_dir / "run.json", {"kind": "vlm", "seed": 0, "n_train": 30, "n_val": 8})
+    return out_dir, data
+
+
+@functools.cache  # built once per test session: the data and the tokenizer take seconds
+def _tiny_vlm(seed: int):
     from lmstack.vision.data import build_data
-    from lmstack.vision.train import default_tokenizer, save_vlm
+    from lmstack.vision.train import default_tokenizer
     from lmstack.vision.vlm import IMAGE_PAD, VLM, VLMConfig
 
     data = build_data(24, seed=0, n_train=30, n_val=8)
@@ -36,10 +48,7 @@ def tiny_vlm_run(out_dir, seed: int = 1):
         for name, p in vlm.named_parameters():
             if p.dim() == 2 and name != "encoder.position_embd":
                 p.normal_(0, 0.9 / p.shape[1] ** 0.5)
-    save_vlm(vlm, out_dir)
-    tok.save(out_dir / "tokenizer.json")
-    write_json(out_dir / "run.json", {"kind": "vlm", "seed": 0, "n_train": 30, "n_val": 8})
-    return out_dir, data
+    return data, tok, vlm
 
 
 def png_bytes(img: np.ndarray, fmt: str = "PNG") -> bytes:
