@@ -5,9 +5,9 @@ Tensor names and metadata keys are llama.cpp's for architectures `llama` and `qw
 `llama`, so those weights are copied as they are; `qwen2` files rotate halves, so their Q and K rows
 are permuted on the way in and out (hf.halves_to_pairs), blocks and all for raw tensors.
 
-Reading memory-maps the file and dequantises every tensor to float32 with the `gguf` package (F32,
-F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants among others); `raw_tensors` gives the
-quantised blocks untouched for a runtime that computes on them. Metadata handled: tied or separate
+Reading parses the header here (`_parse_header`) and dequantises tensors to float32 with the `gguf`
+package (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants among others); `raw_tensors`
+gives the quantised blocks untouched for a runtime that computes on them. Metadata handled: tied or separate
 output matrix, grouped-query attention, rope theta, linear rope scaling, RMS epsilon, context length.
 Not supported, with a one-line error: other architectures, partial rotary dimensions, rope scaling
 other than linear (YaRN, Llama 3.1 frequency factors), and weights that would not fit in memory.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -225,18 +226,18 @@ def _check_header(path: Path) -> None:
     (version,) = struct.unpack("<I", head[4:8])
     if version not in (2, 3):
         raise LmstackError(f"{path}: unsupported GGUF version {version} (supported: 2, 3)")
-    _scan_header(path)
 
 
-# bytes of each GGUF metadata scalar type (8 = string and 9 = array are walked); ggml allows 4 dimensions
-_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+# struct formats of the GGUF metadata scalar types (8 = string and 9 = array are read apart); ggml
+# allows 4 dimensions
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 MAX_DIMS, MAX_NESTING = 4, 8
 
 
 class _Cursor:
     """Reads the header of a memory-mapped file, every length checked against the bytes that are left."""
 
-    def __init__(self, buf: np.ndarray) -> None:
+    def __init__(self, buf: mmap.mmap) -> None:
         self.buf, self.pos = buf, 0
 
     def take(self, n: int, what: str) -> int:
@@ -248,66 +249,107 @@ class _Cursor:
     def u(self, fmt: str, what: str) -> int:
         return struct.unpack_from(fmt, self.buf, self.take(struct.calcsize(fmt), what))[0]
 
-    def skip_value(self, vtype: int, key: str, depth: int = 0) -> None:
+    def string(self, what: str) -> str:
+        n = self.u("<Q", what)
+        return self.buf[self.take(n, what):self.pos].decode("utf-8", errors="replace")
+
+    def value(self, vtype: int, key: str, depth: int = 0):
         if depth > MAX_NESTING:
             raise ValueError(f"{key!r} nests arrays more than {MAX_NESTING} deep")
-        if vtype in _SCALAR_BYTES:
-            self.take(_SCALAR_BYTES[vtype], key)
-        elif vtype == 8:
-            self.take(self.u("<Q", key), key)
-        elif vtype == 9:
-            etype, count = self.u("<I", key), self.u("<Q", key)
-            if etype in _SCALAR_BYTES:
-                self.take(count * _SCALAR_BYTES[etype], f"array {key!r} of {count} values")
-                return
-            if count * 8 > len(self.buf) - self.pos:  # every string or array takes at least 8 bytes
-                raise ValueError(f"array {key!r} claims {count} elements, more than the file holds")
-            for _ in range(count):
-                self.skip_value(etype, key, depth + 1)
-        else:
+        if vtype in _SCALARS:
+            return self.u(_SCALARS[vtype], key)
+        if vtype == 8:
+            return self.string(key)
+        if vtype != 9:
             raise ValueError(f"unknown metadata value type {vtype} for {key!r}")
+        etype, count = self.u("<I", key), self.u("<Q", key)
+        if etype in _SCALARS:  # numbers: one read for the whole array
+            dtype = np.dtype(_SCALARS[etype].replace("?", "b1"))
+            at = self.take(count * dtype.itemsize, f"array {key!r} of {count} values")
+            return np.frombuffer(self.buf[at:self.pos], dtype).tolist()
+        if count * 8 > len(self.buf) - self.pos:  # every string or array takes at least 8 bytes
+            raise ValueError(f"array {key!r} claims {count} elements, more than the file holds")
+        if etype == 8:
+            return [self.string(key) for _ in range(count)]
+        return [self.value(etype, key, depth + 1) for _ in range(count)]
 
 
-def _scan_header(path: Path) -> None:
-    """Walk the header before the `gguf` package reads it: its reader trusts every count (an array that
-    claims 2^61 elements takes minutes and gigabytes to fail), so here each count and size is bounded
-    by the bytes the file has, and every tensor's data must lie inside the file."""
-    buf = np.memmap(path, np.uint8, "r").view(np.ndarray)  # plain slices: the memmap subclass is slow
-    c = _Cursor(buf)
-    try:
-        c.take(8, "header")
-        n_tensors, n_kv = c.u("<Q", "tensor count"), c.u("<Q", "metadata count")
-        if n_kv * 12 > len(buf) or n_tensors * 24 > len(buf):  # the smallest entry of each
-            raise ValueError(f"header claims {n_kv} metadata entries and {n_tensors} tensors, more than the "
-                             f"file holds")
-        alignment = 32
-        for _ in range(n_kv):
-            key = bytes(buf[c.take(c.u("<Q", "key"), "key"):c.pos]).decode("utf-8", errors="replace")
-            vtype = c.u("<I", key)
-            if key == "general.alignment" and vtype in (4, 5):
-                alignment = c.u("<I" if vtype == 4 else "<i", key)
-            else:
-                c.skip_value(vtype, key)
-        if alignment <= 0 or alignment & (alignment - 1):
-            raise ValueError(f"general.alignment must be a power of two, not {alignment}")
-        infos = []
-        for _ in range(n_tensors):
-            name = bytes(buf[c.take(c.u("<Q", "tensor name"), "tensor name"):c.pos]).decode("utf-8", "replace")
-            n_dims = c.u("<I", name)
-            if not 1 <= n_dims <= MAX_DIMS:
-                raise ValueError(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
-            dims = [c.u("<Q", name) for _ in range(n_dims)]
-            infos.append((name, dims, c.u("<I", name), c.u("<Q", name)))
-    except ValueError as e:
-        raise LmstackError(f"{path}: corrupt or truncated GGUF file ({e})") from None
-    start = -(-c.pos // alignment) * alignment
+@dataclass
+class TensorInfo:
+    """Where one tensor lies in the file and what it is (its bytes are read only when asked for)."""
+    name: str  # llama.cpp's
+    ggml_type: gguf.GGMLQuantizationType
+    shape: tuple[int, ...]  # PyTorch order (rows, columns)
+    offset: int  # of its first byte in the file
+    n_bytes: int
+
+    @property
+    def n_elements(self) -> int:
+        return math.prod(self.shape)
+
+    def numpy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
+        """How the `gguf` package's dequantize wants the bytes: numbers for float types, uint8 blocks
+        (rows, bytes per row) for quantised ones."""
+        if self.ggml_type.name in _FLOAT_TYPES:
+            return np.dtype(_FLOAT_TYPES[self.ggml_type.name]), self.shape
+        return np.dtype(np.uint8), (*self.shape[:-1], self.n_bytes // math.prod(self.shape[:-1]))
+
+
+_FLOAT_TYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+
+
+def _parse_header(path: Path) -> tuple[dict, list[TensorInfo]]:
+    """Metadata and tensor table of a GGUF file, read by this module rather than the `gguf` package's
+    reader, for two reasons. Its reader trusts every count (an array that claims 2^61 elements takes
+    minutes and gigabytes to fail); here each count and size is bounded by the bytes the file has, and
+    every tensor's data must lie inside the file. And it makes two numpy arrays for every string of an
+    array: for Qwen2.5's 151,936 tokens and 151,387 merges that held 160 MB (of a 1.2 GB engine)
+    where the Python strings take 20."""
+    _check_header(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        c = _Cursor(buf)
+        try:
+            c.take(8, "header")
+            n_tensors, n_kv = c.u("<Q", "tensor count"), c.u("<Q", "metadata count")
+            if n_kv * 12 > len(buf) or n_tensors * 24 > len(buf):  # the smallest entry of each
+                raise ValueError(f"header claims {n_kv} metadata entries and {n_tensors} tensors, more than the "
+                                 f"file holds")
+            meta = {}
+            for _ in range(n_kv):
+                key = c.string("key")
+                meta[key] = c.value(c.u("<I", key), key)
+            infos = []
+            for _ in range(n_tensors):
+                name = c.string("tensor name")
+                n_dims = c.u("<I", name)
+                if not 1 <= n_dims <= MAX_DIMS:
+                    raise ValueError(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+                dims = [c.u("<Q", name) for _ in range(n_dims)]
+                infos.append((name, dims, c.u("<I", name), c.u("<Q", name)))
+        except ValueError as e:
+            raise LmstackError(f"{path}: corrupt or truncated GGUF file ({e})") from None
+        size, end = len(buf), c.pos
+    alignment = meta.get("general.alignment", 32)
+    if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
+        raise LmstackError(f"{path}: corrupt or truncated GGUF file (general.alignment must be a power of two, "
+                           f"not {_show(alignment)})")
+    start = -(-end // alignment) * alignment
+    tensors, seen = [], set()
     for name, dims, type_id, offset in infos:
-        _check_tensor_extent(path, name, dims, type_id, start + offset, len(buf))
+        if name in seen:
+            raise LmstackError(f"{path}: corrupt GGUF file (tensor {name!r} appears twice)")
+        seen.add(name)
+        tensors.append(_tensor_info(path, name, dims, type_id, start + offset, size))
+    arch = meta.get("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise LmstackError(f"{path}: unsupported architecture {_show(arch)} (supported: {', '.join(ARCHITECTURES)})")
+    return meta, tensors
 
 
-def _check_tensor_extent(path: Path, name: str, dims: list[int], type_id: int, at: int, size: int) -> None:
+def _tensor_info(path: Path, name: str, dims: list[int], type_id: int, at: int, size: int) -> TensorInfo:
     try:
-        block, block_bytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(type_id)]
+        ggml_type = gguf.GGMLQuantizationType(type_id)
+        block, block_bytes = gguf.GGML_QUANT_SIZES[ggml_type]
     except (ValueError, KeyError):
         raise LmstackError(f"{path}: tensor {name!r} has unknown or unsupported tensor type id {type_id}") from None
     if min(dims) < 1 or dims[0] % block:
@@ -317,21 +359,17 @@ def _check_tensor_extent(path: Path, name: str, dims: list[int], type_id: int, a
     if at + nbytes > size:
         raise LmstackError(f"{path}: tensor {name!r} ({nbytes} bytes at offset {at}) runs past the end of the "
                            f"file ({size} bytes; truncated?)")
+    return TensorInfo(name, ggml_type, tuple(reversed(dims)), at, nbytes)
 
 
-def _field_value(field: gguf.ReaderField):
-    types = field.types
-    if not types:
-        return None
-    if types[0] == gguf.GGUFValueType.ARRAY:
-        if types[-1] == gguf.GGUFValueType.STRING:
-            return [bytes(field.parts[i]).decode("utf-8", errors="replace") for i in field.data]
-        if not field.data:
-            return []
-        return np.concatenate([field.parts[i] for i in field.data]).tolist()  # one copy, not one per element
-    if types[0] == gguf.GGUFValueType.STRING:
-        return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
-    return field.parts[field.data[0]].tolist()[0]
+def _tensor_data(path: Path, tensors: list[TensorInfo]) -> dict[str, np.ndarray]:
+    """Each tensor's bytes as a read-only memory-mapped array laid out for gguf.quants.dequantize."""
+    buf = np.memmap(path, np.uint8, "r").view(np.ndarray)  # plain slices: the memmap subclass is slow
+    out = {}
+    for t in tensors:
+        dtype, shape = t.numpy_layout()
+        out[t.name] = buf[t.offset:t.offset + t.n_bytes].view(dtype).reshape(shape)
+    return out
 
 
 def _f32(v: float) -> float:
@@ -349,43 +387,6 @@ def available_memory() -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-class _Reader(gguf.GGUFReader):
-    """GGUFReader over a plain ndarray view of its memory map. numpy's memmap subclass costs a Python
-    call on every slice, and a 49k-token vocabulary is sliced hundreds of thousands of times: this
-    makes opening SmolLM2 3-4x faster. The data stays memory-mapped."""
-
-    @property
-    def data(self) -> np.ndarray:
-        return self._mapped
-
-    @data.setter
-    def data(self, value: np.ndarray) -> None:
-        self._mapped = value.view(np.ndarray)
-
-
-def _open(path: Path) -> tuple[gguf.GGUFReader, dict]:
-    """The memory-mapped reader and the metadata, with every malformed-file problem as one line."""
-    _check_header(path)
-    try:
-        reader = _Reader(str(path))
-    except (ValueError, KeyError, IndexError, OverflowError, struct.error) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "not a valid GGMLQuantizationType" in msg or "quant" in msg.lower():
-            raise LmstackError(f"{path}: unknown or unsupported tensor type ({msg})") from None
-        if "cannot reshape array of size" in msg:  # a tensor's bytes lie beyond the end of the file
-            raise LmstackError(f"{path}: tensor data runs past the end of the file (truncated?)") from None
-        raise LmstackError(f"{path}: corrupt or truncated GGUF file ({msg})") from None
-    meta = {name: _field_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
-    size = path.stat().st_size
-    for t in reader.tensors:
-        if t.data_offset + t.n_bytes > size:
-            raise LmstackError(f"{path}: tensor {t.name} runs past the end of the file (truncated?)")
-    arch = meta.get("general.architecture")
-    if arch not in ARCHITECTURES:
-        raise LmstackError(f"{path}: unsupported architecture {arch!r} (supported: {', '.join(ARCHITECTURES)})")
-    return reader, meta
 
 
 # GGUF architectures read and written; `qwen2` is `llama` with Q/K/V biases (ModelConfig.qkv_bias)
@@ -505,10 +506,10 @@ def _check_tensors(path: Path, cfg: ModelConfig, shapes: dict[str, tuple[int, ..
         raise LmstackError(f"{path}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) for this config")
 
 
-def _validated(path: Path) -> tuple[gguf.GGUFReader, dict, ModelConfig]:
-    """Reader, metadata and config of a file whose metadata and tensors agree; nothing decoded yet."""
-    reader, meta = _open(path)
-    shapes = {t.name: tuple(int(x) for x in reversed(t.shape.tolist())) for t in reader.tensors}
+def _validated(path: Path) -> tuple[list[TensorInfo], dict, ModelConfig]:
+    """Tensor table, metadata and config of a file whose metadata and tensors agree; nothing decoded yet."""
+    meta, tensors = _parse_header(path)
+    shapes = {t.name: t.shape for t in tensors}
     if "rope_freqs.weight" in shapes:
         raise LmstackError(f"{path}: rope frequency factors (rope_freqs, Llama 3.1 style) are not supported")
     cfg = _config(path, meta, shapes)
@@ -517,7 +518,14 @@ def _validated(path: Path) -> tuple[gguf.GGUFReader, dict, ModelConfig]:
     if isinstance(tokens, list) and len(tokens) > cfg.vocab_size:  # ids past the embedding cannot be embedded
         raise LmstackError(f"{path}: the tokenizer has {len(tokens)} tokens but token_embd.weight only "
                            f"{cfg.vocab_size} rows")
-    return reader, meta, cfg
+    return tensors, meta, cfg
+
+
+def _check_types(path: Path, tensors: list[TensorInfo]) -> None:
+    for t in tensors:
+        if t.ggml_type.name not in READ_TYPES:
+            raise LmstackError(f"{path}: tensor {t.name} has unsupported type {t.ggml_type.name} "
+                               f"(supported: {', '.join(READ_TYPES)})")
 
 
 def read_gguf(path: str | Path) -> GGUFModel:
@@ -527,27 +535,23 @@ def read_gguf(path: str | Path) -> GGUFModel:
     tensors are dequantised one at a time, so the peak is the float32 model (plus the RoPE table of its
     context), which is checked against the memory available before anything is decoded."""
     path = Path(path)
-    reader, meta, cfg = _validated(path)
-    for t in reader.tensors:
-        if t.tensor_type.name not in READ_TYPES:
-            raise LmstackError(f"{path}: tensor {t.name} has unsupported type {t.tensor_type.name} "
-                               f"(supported: {', '.join(READ_TYPES)})")
+    infos, meta, cfg = _validated(path)
+    _check_types(path, infos)
     rope_table = 32 * cfg.max_seq_len * cfg.head_dim // 2  # float64 angles and cos/sin, float32 copies
-    need = 4 * sum(int(t.n_elements) for t in reader.tensors) + rope_table
+    need = 4 * sum(t.n_elements for t in infos) + rope_table
     avail = available_memory()
     if need > avail:
         raise LmstackError(
             f"{path}: the model needs {need / 1e9:.1f} GB as float32 weights but only {avail / 1e9:.1f} GB of "
             f"memory is available (the {path.stat().st_size / 1e9:.1f} GB file is memory-mapped, not read whole)")
-    tensors, types = {}, {}
-    for t in reader.tensors:
-        arr = gguf.quants.dequantize(t.data, t.tensor_type)
-        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
-        arr = np.asarray(arr, dtype=np.float32).reshape(shape)
+    tensors, types, data = {}, {}, _tensor_data(path, infos)
+    for t in infos:
+        shape = t.shape
+        arr = np.asarray(gguf.quants.dequantize(data[t.name], t.ggml_type), dtype=np.float32).reshape(shape)
         if (order := _pairs_order(cfg, torch_name(t.name), shape[0])) is not None:
             arr = arr[order]
         tensors[torch_name(t.name)] = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # F32: a view
-        types[t.name] = t.tensor_type.name
+        types[t.name] = t.ggml_type.name
     if cfg.tie_embeddings:
         tensors["output.weight"] = tensors["tok_embeddings.weight"]
     return GGUFModel(cfg, tensors, meta, types)
@@ -565,12 +569,12 @@ def raw_tensors(path: str | Path) -> dict[str, RawTensor]:
     """Every tensor of a GGUF file without dequantising, by our state-dict names (Q/K rows of a `qwen2`
     file put in this model's RoPE layout, which copies those few)."""
     path = Path(path)
-    reader, _, cfg = _validated(path)
-    out = {}
-    for t in reader.tensors:
-        shape, name = tuple(int(x) for x in reversed(t.shape.tolist())), torch_name(t.name)
-        order = _pairs_order(cfg, name, shape[0])
-        out[name] = RawTensor(t.tensor_type.name, shape, t.data if order is None else t.data[order])
+    infos, _, cfg = _validated(path)
+    out, data = {}, _tensor_data(path, infos)
+    for t in infos:
+        name, arr = torch_name(t.name), data[t.name]
+        order = _pairs_order(cfg, name, t.shape[0])
+        out[name] = RawTensor(t.ggml_type.name, t.shape, arr if order is None else arr[order])
     return out
 
 
@@ -584,15 +588,12 @@ class TensorFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        reader, self.metadata, self.config = _validated(self.path)
-        for t in reader.tensors:
-            if t.tensor_type.name not in READ_TYPES:
-                raise LmstackError(f"{self.path}: tensor {t.name} has unsupported type {t.tensor_type.name} "
-                                   f"(supported: {', '.join(READ_TYPES)})")
-        self._tensors = {torch_name(t.name): t for t in reader.tensors}
+        infos, self.metadata, self.config = _validated(self.path)
+        _check_types(self.path, infos)
+        self._tensors = {torch_name(t.name): t for t in infos}
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in reversed(self._tensors[name].shape.tolist()))
+        return self._tensors[name].shape
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Rows start..stop of a tensor (our state-dict name), as float32 in PyTorch's (rows, ...) order."""
@@ -603,12 +604,13 @@ class TensorFile:
             return self._read(t, shape, 0, shape[0])[torch.from_numpy(order[start:stop])]
         return self._read(t, shape, start, stop)
 
-    def _read(self, t, shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor:
-        row_bytes = int(t.n_bytes) // shape[0]
+    def _read(self, t: TensorInfo, shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor:
+        row_bytes = t.n_bytes // shape[0]
         with open(self.path, "rb") as f:
-            raw = os.pread(f.fileno(), (stop - start) * row_bytes, int(t.data_offset) + start * row_bytes)
-        blocks = np.frombuffer(raw, dtype=t.data.dtype).reshape(stop - start, *t.data.shape[1:])
-        arr = np.asarray(gguf.quants.dequantize(blocks, t.tensor_type), dtype=np.float32)
+            raw = os.pread(f.fileno(), (stop - start) * row_bytes, t.offset + start * row_bytes)
+        dtype, layout = t.numpy_layout()
+        blocks = np.frombuffer(raw, dtype=dtype).reshape(stop - start, *layout[1:])
+        arr = np.asarray(gguf.quants.dequantize(blocks, t.ggml_type), dtype=np.float32)
         return torch.from_numpy(arr.reshape(stop - start, *shape[1:]).copy() if not arr.flags.writeable
                                 else arr.reshape(stop - start, *shape[1:]))
 
