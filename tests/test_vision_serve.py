@@ -138,7 +138,7 @@ def bad_request(client, url=None, messages=None, model="vlm") -> str:
 
 
 def test_bad_images_are_400s(vserver, client, tmp_path):
-    _, _, data = vserver
+    _, vision, data = vserver
     good = png_bytes(data.val[0].image)
     noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
     image = {"type": "image_url", "image_url": {"url": data_url(good)}}
@@ -150,8 +150,10 @@ def test_bad_images_are_400s(vserver, client, tmp_path):
     assert "base64" in bad_request(client, "data:image/png;base64,@@@")
     assert "does not exist" in bad_request(client, str(tmp_path / "missing.png"))
     assert "text-only" in bad_request(client, data_url(good), model="text")
-    many = [image] * 20 + [{"type": "text", "text": Q}]
-    assert "send fewer images" in bad_request(client, messages=[{"role": "user", "content": many}])
+    ctx, least = vision.engine.max_seq_len, vision.min_image_tokens
+    for n in (ctx // least + 1, ctx // (least + 6) + 1):  # refused before decoding; after the layout (6 markers)
+        many = [image] * n + [{"type": "text", "text": Q}]
+        assert "send fewer images" in bad_request(client, messages=[{"role": "user", "content": many}])
     assert "user messages only" in bad_request(client, messages=[
         {"role": "user", "content": Q}, {"role": "assistant", "content": [image]}])
     assert "marks where an image goes" in bad_request(client, messages=[{"role": "user", "content": [
@@ -218,3 +220,19 @@ def scripted(lines: list[str]):
             raise EOFError from None
 
     return read
+
+
+def test_a_repeated_image_is_encoded_once(vserver, monkeypatch):
+    """A conversation resends its images every turn: their features come from the cache."""
+    _, vision, data = vserver
+    calls = []
+    encode = vision.vlm.image_features
+    monkeypatch.setattr(vision.vlm, "image_features", lambda views: calls.append(len(views)) or encode(views))
+    img = 255 - data.val[5].image  # an image no other test has sent
+    params = SamplingParams(max_new_tokens=6, temperature=0)
+    got = []
+    for _ in range(2):
+        ids, embeds = vision.prompt(marker_prompt(vision), [img])
+        got.append(vision.engine.submit(ids, params, embeds=embeds).result().text.strip())
+    assert calls == [2]  # one tile and the global view, once
+    assert got == [ask(vision.vlm, vision.tokenizer, [img], [Q], 6, reference=True)[0]] * 2

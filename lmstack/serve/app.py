@@ -126,6 +126,10 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
                 raise ApiError(400, "images cannot be sent with the server's tools (send tool_choice 'none')",
                                "messages", "invalid_value")
             return await _builtin_reply(http, entry, req, conv.messages)
+        if images and len(images) * entry.vision.min_image_tokens >= eng.max_seq_len:  # before decoding any
+            raise ApiError(400, f"this model's maximum context length is {eng.max_seq_len} tokens; {len(images)} "
+                                f"images take at least {len(images) * entry.vision.min_image_tokens}: send fewer "
+                                "images", "messages", "context_length_exceeded")
         pixels = await run_in_threadpool(read_images, images, entry.vision) if images else []
         out = chat_output(req, eng.tokenizer, conv.tools)
         template = getattr(eng, "chat_template", None) or getattr(eng.tokenizer, "chat_template", None)

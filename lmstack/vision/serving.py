@@ -11,7 +11,9 @@ then decoded in the same batch as every other request, text or image.
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from lmstack.io.tokenizer import Tokenizer
 from lmstack.vision.preprocess import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, image_views, load_image
 from lmstack.vision.vlm import IMAGE_PAD, VLM, expand_images, image_layout
 
+FEATURE_CACHE = 256  # images whose features are kept (the default model: 2 KB each)
 MMPROJ = "mmproj.gguf"  # the name lmstack export gives the encoder's file, looked for beside model.gguf
 
 
@@ -34,7 +37,13 @@ class VisionModel:
                  max_image_bytes: int = MAX_IMAGE_BYTES, max_image_pixels: int = MAX_IMAGE_PIXELS, **engine_kw):
         self.vlm, self.tokenizer = vlm.eval(), tokenizer
         self.max_image_bytes, self.max_image_pixels = max_image_bytes, max_image_pixels
+        self._cache: collections.OrderedDict[bytes, torch.Tensor] = collections.OrderedDict()
         self.engine = Engine(vlm.lm, tokenizer, chat_template=chat_template, **engine_kw)
+
+    @property
+    def min_image_tokens(self) -> int:
+        """The fewest positions an image takes in a prompt (one tile and the global view)."""
+        return 2 * self.vlm.config.vision.tokens_per_view
 
     def load_image(self, data: bytes | str | Path, what: str = "image") -> np.ndarray:
         """(H, W, 3) uint8 from a file's bytes or path, within this model's limits (one-line errors)."""
@@ -46,7 +55,7 @@ class VisionModel:
         views, layouts = [], []
         for img in images:
             v, rows, cols = image_views(img, cfg)
-            views.append(v)
+            views.append((hashlib.sha256(v.numpy().tobytes()).digest(), v))
             layouts.append(image_layout(tok, rows, cols, cfg.tokens_per_view))
         ids, _ = expand_images(tok, ids, [False] * len(ids), layouts)
         if not images:
@@ -56,11 +65,23 @@ class VisionModel:
 
         @functools.cache  # the choices of one request (n > 1) share one encoding
         def embeds() -> tuple[torch.Tensor, torch.Tensor]:
-            with torch.no_grad():
-                feats = torch.cat([self.vlm.image_features(v).flatten(0, 1) for v in views])  # (k, lm dim)
-            return positions, feats
+            return positions, torch.cat([self._features(key, v) for key, v in views])  # (k, lm dim)
 
         return ids, embeds
+
+    def _features(self, key: bytes, views: torch.Tensor) -> torch.Tensor:
+        """An image's features, from the cache of recent images when it is there: a conversation sends
+        its images again with every turn, and an evaluation asks several questions about each image.
+        Called on the engine's thread only, so the cache needs no lock."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        with torch.no_grad():
+            feats = self.vlm.image_features(views).flatten(0, 1)
+        self._cache[key] = feats
+        if len(self._cache) > FEATURE_CACHE:
+            self._cache.popitem(last=False)
+        return feats
 
     def close(self) -> None:
         self.engine.close()
