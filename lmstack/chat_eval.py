@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lmstack.engine.tool_calls import CLOSE, OPEN
 from lmstack.errors import LmstackError
 from lmstack.io.chat_template import CHATML_TEMPLATE
 from lmstack.io.conversations import END_OF_TURN, Conversation, encode_chat, special_token_ids
@@ -59,10 +60,17 @@ def contains(reply: str, answer: str) -> bool:
     return bool(a) and re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", normalise(reply)) is not None
 
 
+def without_calls(text: str) -> str:
+    """The reply's words: a call block is not an answer, whether it closed without parsing or was cut
+    off unclosed by the token budget (its arguments would otherwise match the question's words)."""
+    return re.sub(re.escape(OPEN) + r".*?(?:" + re.escape(CLOSE) + r"|\Z)", " ", text, flags=re.S)
+
+
 def score_reply(text: str, ended_turn: bool, q: Question, calls: list[dict] | None = None) -> dict:
     """Match, format, and (given the first reply's calls, for a record that names the calls it expects)
     whether those calls are exactly the expected ones: names and arguments, in any order."""
     leak = _ROLE_LEAK.search(text) is not None
+    text = without_calls(text)
     want = q.conv.meta.get("calls") if q.conv is not None else None
     call_ok = None if calls is None or want is None else _call_keys(calls) == _call_keys(want)
     return {"exact": normalise(text) == normalise(q.reference), "contains": contains(text, q.answer),

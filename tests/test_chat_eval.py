@@ -51,6 +51,10 @@ def test_matching_rules():
     assert leaky["contains"] and not leaky["no_leak"] and not leaky["format_ok"]
     assert not score_reply("7 <|im_start|>assistant", True, q)["no_leak"]
     assert not score_reply("7", False, q)["format_ok"]
+    # a call block is not an answer: cut off unclosed, or closed without parsing
+    assert not score_reply('<tool_call>{"name": "calculator", "arguments": {"expression": "7', False, q)["contains"]
+    assert not score_reply('<tool_call>{"name": 7}</tool_call>', True, q)["contains"]
+    assert score_reply('<tool_call>{"name": 1}</tool_call> So it is 7.', True, q)["contains"]
     with pytest.raises(LmstackError, match="no conversation"):
         questions_from([Conversation([{"role": "assistant", "content": "hi"}])])
 

@@ -48,8 +48,14 @@ def test_family_alternates_width_and_depth_and_counts_match_the_model():
     assert [shape(k) for k in range(6)] == [(1, 32), (1, 64), (2, 64), (2, 96), (3, 96), (3, 128)]
     for k in (0, 3, 6):
         m = member(k, vocab_size=300, seq_len=64)
-        model = Transformer(model_config(k, 300, 64))
-        assert m.params == model.num_params() and m.params_non_embedding == model.num_params(True)
+        cfg = model_config(k, 300, 64)
+        model = Transformer(cfg)
+        # counted from the shape alone: Q, K, V, O, the SwiGLU's three matrices and two norms per layer,
+        # the final norm, and the tied embedding once
+        d, hd = cfg.dim, cfg.head_dim
+        per_layer = d * hd * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) + 3 * d * cfg.ffn_dim + 2 * d
+        assert m.params_non_embedding == cfg.n_layers * per_layer + d == model.num_params(True)
+        assert m.params == m.params_non_embedding + 300 * d == model.num_params()
         assert m.flops_per_token == model.flops_per_token(64)
         # 6N plus attention: the counting convention the sweep states
         assert m.flops_per_token == 6 * (m.params_non_embedding - m.n_layers * 2 * m.dim - m.dim + 300 * m.dim) \
