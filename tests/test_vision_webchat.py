@@ -92,8 +92,11 @@ def test_a_bad_image_is_shown_as_an_error(vision_page):
     page.select_option("#model", "vlm")
     bad = tmp / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    page.set_input_files("#image-file", str(bad))
-    page.wait_for_selector("#attachments img.thumb")
+    good = tmp / "first.png"  # written by the test before
+    page.set_input_files("#image-file", [str(good), str(bad)])
+    page.wait_for_function("document.querySelectorAll('#attachments img.thumb').length === 2")
+    page.locator("#attachments button").first.click()  # the x removes the first image before sending
+    assert page.locator("#attachments img.thumb").count() == 1
     page.fill("#input", Q)
     page.click("#send")
     page.wait_for_selector(".msg.error")

@@ -107,12 +107,16 @@ function thumb(url) {
 // Images for the next message: from the Image button's file picker or pasted into the message box,
 // read as data URLs, which is how they are sent (OpenAI's image_url content parts) and kept.
 function attach(files) {
-  for (const file of files) {
-    if (!file.type.startsWith("image/")) continue;
+  const read = (file) => new Promise((done, fail) => {
     const reader = new FileReader();
-    reader.onload = () => { state.pending.push(reader.result); renderAttachments(); };
+    reader.onload = () => done(reader.result);
+    reader.onerror = () => fail(reader.error);
     reader.readAsDataURL(file);
-  }
+  });
+  const images = [...files].filter((f) => f.type.startsWith("image/"));
+  Promise.all(images.map(read))  // in the order chosen, whichever file is read first
+    .then((urls) => { state.pending.push(...urls); renderAttachments(); })
+    .catch((e) => bubble("error", "could not read the image: " + e));
 }
 
 function renderAttachments() {
