@@ -2,12 +2,13 @@
 
     python lmstack/run.py model.gguf "Once upon a time" -n 128 --temperature 0.8
     python lmstack/run.py model.gguf --chat --system "You are terse."
+    python lmstack/run.py model.gguf --image digit.png "Which digit is this?"   # mmproj.gguf beside it
 
-It reads top to bottom: GGUF parsing and dequantisation (float, 8-, 5- and 4-bit blocks, K-quants),
-the tokenizers (byte-level BPE with the pre-tokenizers of GPT-2, SmolLM, Llama 3, Qwen 2 and llama.cpp's
-default, and SentencePiece-style BPE), the forward pass with a KV cache, sampling, the command line. It imports
-nothing from lmstack on purpose, so that it doubles as an executable specification of what the
-exported files mean."""
+It reads top to bottom: GGUF parsing and dequantisation (float, 8-, 5- and 4-bit blocks, K-quants), the tokenizers
+(byte-level BPE with the pre-tokenizers of GPT-2, SmolLM, Llama 3, Qwen 2 and llama.cpp's default, and
+SentencePiece-style BPE), the forward pass with a KV cache, images (PNG and PPM decoding, the vision encoder),
+sampling, the command line. It imports nothing from lmstack on purpose, so that it doubles as an executable
+specification of what the exported files mean."""
 
 import os
 import sys
@@ -754,9 +755,8 @@ def _resample(x: np.ndarray, size: int, axis: int) -> np.ndarray:
         t = np.abs((np.arange(lo, hi) - centre + 0.5) * (1.0 / max(scale, 1.0)))
         k = np.where(t < 1, (1.5 * t - 2.5) * t * t + 1, np.where(t < 2, (((t - 5) * t + 8) * t - 4) * -0.5, 0))
         k = k / k.sum() * (1 << 22)
-        row = np.zeros(n, np.int64)
-        row[lo:hi] = np.where(k < 0, np.ceil(k - 0.5), np.floor(k + 0.5))
-        rows.append(row)
+        rows.append(np.zeros(n, np.int64))  # rounded half away from zero, as Pillow does
+        rows[-1][lo:hi] = np.where(k < 0, np.ceil(k - 0.5), np.floor(k + 0.5))
     out = np.tensordot(np.moveaxis(x, axis, -1).astype(np.int64), np.array(rows).T, 1) + (1 << 21)
     return np.moveaxis(np.clip(out >> 22, 0, 255).astype(np.uint8), -1, axis)
 
