@@ -476,6 +476,8 @@ def add_serve(sub) -> None:
     s.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body")
     s.add_argument("--max-concurrent", type=int, default=64, help="requests in flight per key (or client address)")
     s.add_argument("--rate-per-minute", type=int, default=600, help="requests started per minute per key")
+    s.add_argument("--image-dir", help="image_url parts may name local image files in this folder (default: "
+                   "none; data URLs always work)")
     s.add_argument("--guard", action="store_true",
                    help="screen user input (flagged: 400) and tool results (flagged: withheld) with the guard")
     s.set_defaults(fn=cmd_serve)
@@ -501,7 +503,7 @@ def cmd_serve(a) -> None:
     if not a.max_body_mb > 0:
         raise LmstackError(f"--max-body-mb must be positive, got {a.max_body_mb}")
     limits = Limits(max_body_bytes=int(a.max_body_mb * 2**20), max_concurrent=a.max_concurrent,
-                    rate_per_minute=a.rate_per_minute)
+                    rate_per_minute=a.rate_per_minute, image_dir=a.image_dir)
     serve(a.model or ["runs/speedrun/assistant"], a.host, a.port, quant=a.quant, threads=a.threads,
           max_batch=a.max_batch, compile=a.compile, kv_cache_mb=a.kv_cache_mb, tools=a.tools, docs=a.docs,
           api_key_file=a.api_key_file, limits=limits, guard=a.guard)

@@ -2,7 +2,10 @@
 local files), streamed and not, batched with text requests, and every bad image a one-line 400."""
 
 import base64
+import os
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -10,9 +13,13 @@ import pytest
 import torch
 
 from lmstack.engine import Engine, SamplingParams
+from lmstack.errors import LmstackError
 from lmstack.io.conversations import encode_chat
 from lmstack.serve import create_app
 from lmstack.serve.app import ModelEntry
+from lmstack.serve.images import read_image
+from lmstack.serve.limits import Limits
+from lmstack.serve.protocol import ApiError
 from lmstack.vision.ask import ask, prompt_ids
 from lmstack.vision.rows import chat
 from lmstack.vision.serving import open_vision
@@ -28,7 +35,8 @@ def vserver(tmp_path_factory, tokenizer):
     vision = open_vision(run, max_batch=8, max_image_bytes=200_000, max_image_pixels=512 * 512)
     text = Engine.load(str(tiny_run(tmp_path_factory.mktemp("text"), tokenizer)), max_batch=4)
     entries = [ModelEntry("vlm", vision.engine, str(run), vision=vision), ModelEntry("text", text)]
-    with running_server(create_app(entries)) as url:
+    images = Limits(image_dir=str(tmp_path_factory.getbasetemp()))  # where the tests' own files are
+    with running_server(create_app(entries, limits=images)) as url:
         yield url, vision, data
     vision.close()
     text.close()
@@ -71,6 +79,18 @@ def test_image_answers_equal_the_reference(vserver, client, tmp_path):
     path.write_bytes(png_bytes(img, "PPM"))
     for url in (data_url(png_bytes(img, "BMP"), "image/bmp"), f"file://{path}", str(path)):
         assert ask_image(client, url).choices[0].message.content.strip() == want
+    # local files only from inside --image-dir, links resolved first; none at all without one
+    outside = Path(tempfile.mkdtemp()) / "outside.ppm"  # not under the server's folder
+    outside.write_bytes(png_bytes(img, "PPM"))
+    (tmp_path / "link.ppm").symlink_to(outside)
+    climb = str(tmp_path / os.path.relpath(outside, tmp_path))  # .. up and out
+    for url in (str(outside), f"file://{outside}", str(tmp_path / "link.ppm"), climb):
+        with pytest.raises(openai.BadRequestError, match="only from the server's --image-dir"):
+            ask_image(client, url)
+    with pytest.raises(ApiError, match="reads no local files"):
+        read_image(str(path), "messages.0.content.0.image_url.url", vision)
+    with pytest.raises(LmstackError, match="not a folder"):
+        Limits(image_dir=str(path)).check()
     jpeg = png_bytes(img, "JPEG")  # lossy: the reference is the decoded JPEG
     assert ask_image(client, data_url(jpeg, "image/jpeg")).choices[0].message.content.strip() == \
         ask(vlm, tok, [vision.load_image(jpeg)], [Q], 6, reference=True)[0]

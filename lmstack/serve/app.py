@@ -73,7 +73,9 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
 
     app = FastAPI(title="lmstack", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.models = by_name
-    app.add_middleware(LimitsMiddleware, limits=limits or Limits())
+    limits = limits or Limits()
+    image_dir = limits.image_dir
+    app.add_middleware(LimitsMiddleware, limits=limits)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError):
@@ -130,7 +132,7 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
             raise ApiError(400, f"this model's maximum context length is {eng.max_seq_len} tokens; {len(images)} "
                                 f"images take at least {len(images) * entry.vision.min_image_tokens}: send fewer "
                                 "images", "messages", "context_length_exceeded")
-        pixels = await run_in_threadpool(read_images, images, entry.vision) if images else []
+        pixels = await run_in_threadpool(read_images, images, entry.vision, image_dir) if images else []
         out = chat_output(req, eng.tokenizer, conv.tools)
         template = getattr(eng, "chat_template", None) or getattr(eng.tokenizer, "chat_template", None)
         shown = out.tools if out.mode != "none" else None

@@ -35,11 +35,14 @@ class Limits:
     body_timeout: float = 30.0  # seconds allowed between two chunks of a body
     max_concurrent: int = 64  # per key: above serve's default batch of 32, so one client can fill it
     rate_per_minute: int = 600  # per key
+    image_dir: str | None = None  # the only folder image_url parts may name local files in
 
     def check(self) -> None:
         for name in ("max_body_bytes", "body_timeout", "max_concurrent", "rate_per_minute"):
             if not getattr(self, name) > 0:
                 raise LmstackError(f"serve: {name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.image_dir is not None and not Path(self.image_dir).is_dir():
+            raise LmstackError(f"serve: --image-dir {self.image_dir} is not a folder")
 
 
 def read_api_keys(path: str | Path) -> tuple[str, ...]:
