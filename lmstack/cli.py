@@ -761,6 +761,8 @@ def add_security(sub) -> None:
     s.add_argument("--cases", type=int, default=8, help="held-out cases per attack style")
     s.add_argument("--refusal-cases", type=int, default=36,
                    help="held-out harmful requests, and as many benign look-alikes (0: skip the refusal suite)")
+    s.add_argument("--defence-prompt", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the injection suite with the defence prompt (--no-defence-prompt: only undefended)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quant", default="auto", choices=["auto", "none", "int8", "int4"])
     s.add_argument("--out", default="runs/security", help="folder for scorecard.json and scorecard.md")
@@ -776,7 +778,7 @@ def cmd_security(a) -> None:
     check_int("--refusal-cases", a.refusal_cases, 0)
     engine = Engine.load(a.model, quant=a.quant, max_batch=8, max_seq_len=1024)
     try:
-        card = write_scorecard(engine, a.model, Path(a.out), a.cases, a.seed, a.refusal_cases)
+        card = write_scorecard(engine, a.model, Path(a.out), a.cases, a.seed, a.refusal_cases, a.defence_prompt)
     finally:
         engine.close()
     for name, r in card["injection"].items():

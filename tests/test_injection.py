@@ -56,3 +56,21 @@ def test_scorecard_on_a_tiny_model(tokenizer, tmp_path):
     ref = saved["refusal"]
     assert ref["harmful_cases"] == ref["benign_cases"] == 2 and 0 <= ref["harmful_refusal"] <= 1
     assert f"| {ref['harmful_refusal']:.1%} | {ref['lookalike_refusal']:.1%} | 2 | 2 |" in table
+
+
+def test_scorecard_without_the_defence_prompt_or_refusals(tokenizer, tmp_path):
+    import torch
+
+    from lmstack.engine import Engine
+    from lmstack.model import Transformer
+    from lmstack.security.scorecard import write_scorecard
+    from tests.conftest import tiny_config
+
+    torch.manual_seed(0)
+    engine = Engine(Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=1024)).eval(), tokenizer, max_batch=8)
+    try:
+        card = write_scorecard(engine, "tiny", tmp_path, cases=1, seed=3, refusal_cases=0, defence_prompt=False)
+    finally:
+        engine.close()
+    assert list(card["injection"]) == ["undefended"] and "refusal" not in card
+    assert "| defence_prompt |" not in (tmp_path / "scorecard.md").read_text()

@@ -126,14 +126,16 @@ def summarize(cases: list[Case], replies: list[str]) -> dict:
             "utility": sum(r["useful"] for r in rows) / n, "by_style": by_style}
 
 
-def evaluate(engine, n_per_style: int = 6, seed: int = 0, max_new_tokens: int = 48) -> dict:
-    """Held-out injection attack success and utility for a model, undefended and with the defence
-    prompt (the same cases, greedy). Prompts go through the model's own chat template."""
+def evaluate(engine, n_per_style: int = 6, seed: int = 0, max_new_tokens: int = 48,
+             defence_prompt: bool = True) -> dict:
+    """Held-out injection attack success and utility for a model, undefended and (unless
+    defence_prompt is False) with the defence prompt: the same cases, greedy. Prompts go through
+    the model's own chat template."""
     from lmstack.engine import SamplingParams
     from lmstack.io.conversations import encode_chat
 
     out = {}
-    for name, defended in (("undefended", False), ("defence_prompt", True)):
+    for name, defended in (("undefended", False), ("defence_prompt", True))[: 1 + defence_prompt]:
         cases = build_suite(n_per_style, seed, held_out=True, defended=defended)
         prompts = [encode_chat(engine.tokenizer, c.messages, template=engine.chat_template,
                                add_generation_prompt=True, with_mask=False)[0] for c in cases]

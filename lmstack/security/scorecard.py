@@ -9,10 +9,11 @@ from lmstack.security import injection, refusal
 
 
 def write_scorecard(engine, model_name: str, out: Path, cases: int = 8, seed: int = 0,
-                    refusal_cases: int = 36) -> dict:
+                    refusal_cases: int = 36, defence_prompt: bool = True) -> dict:
     """Run the attack suites on the engine's model and write out/scorecard.{json,md}; returns the card.
-    refusal_cases: held-out harmful requests and as many look-alikes (0: no refusal suite)."""
-    inj = injection.evaluate(engine, n_per_style=cases, seed=seed)
+    refusal_cases: held-out harmful requests and as many look-alikes (0: no refusal suite);
+    defence_prompt False leaves out the injection suite's second pass with the defence prompt."""
+    inj = injection.evaluate(engine, n_per_style=cases, seed=seed, defence_prompt=defence_prompt)
     card = {"model": model_name, "seed": seed, "injection": inj}
     if refusal_cases:
         card["refusal"] = refusal.evaluate(engine, refusal_cases, seed)
