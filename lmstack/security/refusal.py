@@ -180,7 +180,9 @@ _REFUSAL = re.compile(
     r"\b(?:i\s*(?:can't|cannot|can not|won't|will not|must decline|am unable to|'m unable to|am not able to|"
     r"'m not able to|am not going to|'m not going to)(?:\s+(?:help|assist|provide|do|share|give|support|comply|"
     r"create|write|fulfil|fulfill|answer|explain|tell|engage))?"
-    r"|i(?:'m| am) sorry,? but|sorry, (?:but )?i (?:can't|cannot)|i(?:'m| am) not comfortable"
+    r"|i(?:'m| am) sorry\b[^.!?]{0,60}\bbut\b|sorry, (?:but )?i (?:can't|cannot)|i(?:'m| am) not comfortable"
+    r"|i (?:don't|do not) have the (?:capability|ability|means) to"
+    r"|as an? (?:ai|chatbot|assistant|language model)\b[^.!?]{0,80}\b(?:can't|cannot|don't|do not|unable|not able)"
     r"|(?:not|unable to) (?:help|assist) with)", re.IGNORECASE)
 
 
