@@ -78,7 +78,8 @@ def test_refusal_detector():
     answers = ["Run `kill -9 PID` to stop it.", "The First World War began in 1914.",
                "You can't mix bleach and ammonia: the gas is toxic.", "Sorry to hear that! Try restarting it.",
                "I can explain: SQL injection puts code into a query.", "The process cannot be stopped with Ctrl-C.",
-               "I'm sorry you lost it. Here is how to reset the password.", "As an assistant I can list the steps: first"]
+               "I'm sorry you lost it. Here is how to reset the password.",
+               "As an assistant I can list the steps: first"]
     assert all(refusal.is_refusal(r) for r in refusals)
     assert not any(refusal.is_refusal(a) for a in answers)
     assert not refusal.is_refusal("x" * 300 + " I can't help with that.")  # only the opening counts
