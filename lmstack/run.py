@@ -14,12 +14,11 @@ import os
 import sys
 
 # Run as a script, Python puts lmstack/ first on sys.path, where a sibling module (io/, ...) could
-# shadow a standard-library module; this file must behave the same wherever it is copied.
-if __name__ == "__main__" and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
-# Decoding multiplies one row by each weight matrix, and waking OpenBLAS's threads costs more than
-# such a product (SmolLM2: 17 tokens/s on one thread, 4 on two, on 2 busy cores): one thread by default.
+# shadow a standard-library module. Decoding multiplies one row by each weight matrix, and waking
+# OpenBLAS's threads costs more than such a product (SmolLM2: 17 tokens/s on one thread, 4 on two).
 if __name__ == "__main__":
+    if os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        sys.path.pop(0)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
@@ -738,10 +737,9 @@ def read_image(path: str) -> np.ndarray:
         data = f.read(MAX_IMAGE_BYTES + 1)
     if len(data) > MAX_IMAGE_BYTES:
         raise ValueError(f"{path} is more than the {MAX_IMAGE_BYTES:,} bytes allowed")
-    decode = decode_png if data[:8] == b"\x89PNG\r\n\x1a\n" else decode_ppm if data[:2] == b"P6" else None
-    if decode is None:
+    if data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"P6":
         raise ValueError(f"{path} is not a PNG or binary PPM image")
-    return decode(data)
+    return decode_ppm(data) if data[:2] == b"P6" else decode_png(data)
 
 
 def _resample(x: np.ndarray, size: int, axis: int) -> np.ndarray:
@@ -762,8 +760,7 @@ def _resample(x: np.ndarray, size: int, axis: int) -> np.ndarray:
 
 
 def resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Horizontally, then vertically: Pillow's classic order (Pillow 13 does some shrinks vertically
-    first, which can move a pixel by a few levels; images at the encoder's size are never resized)."""
+    """Horizontally, then vertically, Pillow's classic order (Pillow 13 may shrink vertically first)."""
     img = img if img.shape[1] == w else _resample(img, w, 1)
     return img if img.shape[0] == h else _resample(img, h, 0)
 
@@ -867,9 +864,8 @@ PREFILL_CHUNK = 256  # bounds the (heads, T, S) attention scores a long prompt m
 def generate(model: Model, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.8,
              top_k: int = 40, top_p: float = 0.95, seed: int = 0,
              stop_ids: "set[int] | None" = None, embeds: "tuple | None" = None) -> Iterator[int]:
-    """Yield new token ids until max_new_tokens, a stop token (not yielded), or the context is full.
-    Starts from an empty cache, so every call with the same arguments yields the same tokens. embeds:
-    (positions, vectors) of input embeddings for prompt positions (Vision.expand)."""
+    """Yield new token ids until max_new_tokens, a stop token (not yielded), or the context is full, from
+    an empty cache (same arguments, same tokens). embeds: (positions, vectors) from Vision.expand."""
     ctx = model.config.max_seq_len
     if not 0 < len(prompt_ids) < ctx:
         raise ValueError(f"the prompt has {len(prompt_ids)} tokens; the context length {ctx} allows 1 to {ctx - 1}")
@@ -900,8 +896,7 @@ def generate(model: Model, prompt_ids: Sequence[int], max_new_tokens: int, tempe
 # Command line.
 
 def _stream_out(model: Model, ids: Iterator[int], stats: list[float]) -> list[int]:
-    """Print text as it is generated; return the ids and add [count, seconds] to stats (the
-    seconds exclude time spent waiting for the user in chat mode)."""
+    """Print text as it is generated; return the ids; add [count, seconds generating] to stats."""
     out, t0 = [], time.perf_counter()
     for text in model.tokenizer.stream(out.append(i) or i for i in ids):  # keep ids, print their text
         sys.stdout.write(text)
