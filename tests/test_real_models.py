@@ -11,6 +11,7 @@ at the cost of one forward pass instead of 32."""
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -39,11 +40,23 @@ TOL = 0.02
 
 
 def hf_from_gguf(path: Path):
+    """transformers' model and tokenizer from the file, which it would otherwise parse three times (config,
+    weights, tokenizer): for a 151,936-token vocabulary each parse of the metadata costs about 40 s."""
+    import gguf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kw = dict(gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=torch.float32, **kw).eval()
-    return model, AutoTokenizer.from_pretrained(str(path.parent), **kw)
+    readers: dict = {}
+
+    def reader(file, mode="r"):
+        key = (str(file), mode)
+        if key not in readers:
+            readers[key] = original(file, mode)
+        return readers[key]
+
+    original, kw = gguf.GGUFReader, dict(gguf_file=path.name)
+    with mock.patch.object(gguf, "GGUFReader", reader):
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=torch.float32, **kw).eval()
+        return model, AutoTokenizer.from_pretrained(str(path.parent), **kw)
 
 
 def log_probs(logits) -> np.ndarray:
