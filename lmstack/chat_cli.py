@@ -86,17 +86,12 @@ def _stream(req, out: TextIO) -> tuple[str, bool]:
     return "".join(parts), stopped
 
 
-def _prompt_ids(engine: Engine, system: str | None, history: list[dict], user: str, reserve: int) -> list[int]:
+def _prompt_ids(engine: Engine, system: str | None, history: list[dict], user: str, reserve: int,
+                vision=None, images: list | None = None) -> tuple[list[int], Callable | None]:
     """The conversation as token ids, dropping the oldest exchanges until it leaves `reserve` tokens
-    of context for the reply."""
-    return _prompt(engine, system, history, user, reserve)[0]
-
-
-def _prompt(engine: Engine, system: str | None, history: list[dict], user: str, reserve: int,
-            vision=None, images: list | None = None) -> tuple[list[int], Callable | None]:
-    """_prompt_ids with images: (ids, the engine's input embeddings or None). The images of the
-    exchanges dropped are dropped from `images` (those of the history's and `user`'s media markers,
-    in order)."""
+    of context for the reply, and the engine's input embeddings (None without `vision`). The images
+    of the exchanges dropped are dropped from `images` (those of the history's and `user`'s media
+    markers, in order)."""
     from lmstack.io.conversations import encode_chat
 
     images = images if images is not None else []
@@ -233,12 +228,11 @@ def chat(engine: Engine, params: SamplingParams, system: str | None = None,
         user = "\n".join([MEDIA_MARKER] * len(pending) + [line])  # as the model was trained: marker, newline, text
         kept = images + pending  # _prompt drops the images of the exchanges it drops
         try:
-            ids, embeds = _prompt(engine, system, history, user, reserve, vision, kept)
+            ids, embeds = _prompt_ids(engine, system, history, user, reserve, vision, kept)
         except LmstackError as e:
             out.write(f"error: {e}\n")
             continue
         images[:], pending[:] = kept, []
-        req = engine.submit(ids, params, embeds=embeds) if embeds else engine.submit(ids, params)
-        reply, stopped = _stream(req, out)
+        reply, stopped = _stream(engine.submit(ids, params, embeds=embeds), out)
         out.write(" [stopped]\n" if stopped else "\n")
         history += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]

@@ -403,11 +403,12 @@ def test_chat_session_commands_and_ctrl_c(engine):
 def test_chat_prompt_uses_template_system_and_drops_old_turns(engine, tokenizer):
     from lmstack.chat_cli import _prompt_ids
 
-    ids = _prompt_ids(engine, "Be brief.", [], "hi", reserve=8)
+    ids, embeds = _prompt_ids(engine, "Be brief.", [], "hi", reserve=8)
+    assert embeds is None
     text = tokenizer.decode(ids)
     assert "Be brief." in text and "hi" in text and text.endswith("<|im_start|>assistant\n")
     history = [{"role": r, "content": "the king doth speak " * 2} for r in ("user", "assistant") * 4]
-    ids = _prompt_ids(engine, None, history, "hi", reserve=8)
+    ids, _ = _prompt_ids(engine, None, history, "hi", reserve=8)
     assert len(ids) + 8 <= engine.max_seq_len and len(history) < 8
     with pytest.raises(LmstackError, match="no room"):
         _prompt_ids(engine, None, [], "the king " * 40, reserve=8)

@@ -191,6 +191,19 @@ def write_conversations(path: str | Path, convs: list[Conversation]) -> Path:
     return Path(path)
 
 
+def tool_call(name: str, args: dict, i: int = 0) -> dict:
+    """An assistant's call in OpenAI's shape: the arguments as a JSON string, the id `call_<i>`."""
+    return {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+
+
+def tool_exchange(user: str, name: str, args: dict, result: str) -> list[dict]:
+    """The user's message, the assistant's call of one tool, and what it returned, in the tool role:
+    how a tool's data enters a generated conversation."""
+    return [{"role": "user", "content": user},
+            {"role": "assistant", "content": "", "tool_calls": [tool_call(name, args)]},
+            {"role": "tool", "tool_call_id": "call_0", "name": name, "content": result}]
+
+
 # ---- rendering with a loss mask -----------------------------------------------------------------
 def special_token_ids(tok: Tokenizer) -> dict[str, int]:
     """Every special (control) token of the tokenizer by its text."""

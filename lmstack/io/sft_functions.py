@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lmstack.io.conversations import Conversation
+from lmstack.io.conversations import Conversation, tool_call
 
 VERBS = ["get", "create", "update", "delete", "search", "list", "book", "send", "schedule", "cancel", "find",
          "add", "check", "convert", "reserve", "archive", "export", "track"]
@@ -165,10 +165,6 @@ def _request(rng: random.Random, sig: Signature, held_out: bool) -> tuple[str, d
     return text.format(action=action, Action=action.capitalize(), args=said), args
 
 
-def _call(i: int, name: str, args: dict) -> dict:
-    return {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-
-
 def function_call(rng: random.Random, held_out: bool) -> Conversation:
     """One or two requests (parallel calls) among 2-4 offered functions; results; a short report."""
     sigs = _signatures(rng, rng.randint(2, 4), held_out)
@@ -182,7 +178,7 @@ def function_call(rng: random.Random, held_out: bool) -> Conversation:
     rng.shuffle(sigs)
     refs = [f"{c['name'][:2].upper()}-{rng.randint(1000, 9999)}" for c in calls]
     msgs = [{"role": "user", "content": user},
-            {"role": "assistant", "content": "", "tool_calls": [_call(i, c["name"], c["arguments"])
+            {"role": "assistant", "content": "", "tool_calls": [tool_call(c["name"], c["arguments"], i)
                                                                for i, c in enumerate(calls)]}]
     msgs += [{"role": "tool", "tool_call_id": f"call_{i}", "name": c["name"],
               "content": json.dumps({"status": "ok", "reference": ref})}

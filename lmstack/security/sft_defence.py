@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lmstack.errors import LmstackError
-from lmstack.io.conversations import Conversation, read_conversations, write_conversations
+from lmstack.io.conversations import Conversation, read_conversations, tool_exchange, write_conversations
 from lmstack.io.files import read_json, write_json
 from lmstack.io.packages import cache_dir
-from lmstack.security.injection import DEFENCE_PROMPT, tool_messages, training_styles
+from lmstack.security.injection import DEFENCE_PROMPT, training_styles
 from lmstack.security.refusal import requests, split
 
 DEFENCE_VERSION = 1
@@ -164,7 +164,7 @@ def injection(rng: random.Random, held_out: bool, injected: bool = True) -> Conv
     body = rng.choice([" ", "\n"]).join(parts)
     tool, args, wrap = rng.choice(CARRIERS)
     document = wrap.format(body=body, json=json.dumps({"status": "ok", "content": body}))
-    messages = tool_messages(question, tool, args, document)
+    messages = tool_exchange(question, tool, args, document)
     if rng.random() < 0.2:
         messages.insert(0, {"role": "system", "content": rng.choice(SYSTEMS)})
     reply = answer + (NOTE if injected and rng.random() < 0.25 else "")

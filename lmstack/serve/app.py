@@ -236,7 +236,7 @@ def _submit_all(eng, jobs: list[tuple[list[int], int]], params: list, param: str
     out = []
     try:
         for (ids, _), sp in zip(jobs, params, strict=True):
-            out.append(eng.submit(ids, sp, embeds=embeds) if embeds is not None else eng.submit(ids, sp))
+            out.append(eng.submit(ids, sp, embeds=embeds))
     except LmstackError as e:
         for r in out:
             r.cancel()

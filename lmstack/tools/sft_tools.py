@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lmstack.errors import LmstackError
-from lmstack.io.conversations import Conversation, write_conversations
+from lmstack.io.conversations import Conversation, tool_exchange, write_conversations
 from lmstack.io.files import write_json
 from lmstack.io.packages import cache_dir
 from lmstack.io.sft_functions import GREETINGS, function_call, no_fit
@@ -55,16 +55,9 @@ def held_out(*key) -> bool:
     return hashlib.sha256(json.dumps(key).encode()).digest()[0] % 8 == 0
 
 
-def _call(name: str, args: dict) -> dict:
-    return {"id": "call_0", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-
-
 def tool_turns(user: str, tool: Tool, args: dict, result: str, answer: str) -> list[dict]:
     """user -> assistant call -> the tool's result (role tool) -> assistant answer."""
-    return [{"role": "user", "content": user},
-            {"role": "assistant", "content": "", "tool_calls": [_call(tool.name, args)]},
-            {"role": "tool", "tool_call_id": "call_0", "name": tool.name, "content": result},
-            {"role": "assistant", "content": answer}]
+    return tool_exchange(user, tool.name, args, result) + [{"role": "assistant", "content": answer}]
 
 
 # ---- the generated documents folder --------------------------------------------------------------

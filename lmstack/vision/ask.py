@@ -53,20 +53,27 @@ def ask_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions
         raise LmstackError("one question per image")
     if reference:
         return _reference_ids(vlm, tok, images, questions, max_new)
-    from lmstack.engine import SamplingParams
     from lmstack.vision.serving import VisionModel
 
     vision = VisionModel(vlm, tok, max_batch=64)
-    params = SamplingParams(max_new_tokens=max_new, temperature=0)
     try:
-        requests = []
-        for img, q in zip(images, questions, strict=True):
-            ids, _ = encode_chat(tok, chat(q, image=img is not None), add_generation_prompt=True, with_mask=False)
-            ids, embeds = vision.prompt(ids, [] if img is None else [img])
-            requests.append(vision.engine.submit(ids, params, embeds=embeds))
-        return [r.result().token_ids for r in requests]
+        return [done.token_ids for done in _engine_answers(vision, images, questions, max_new)]
     finally:
         vision.close()
+
+
+def _engine_answers(vision, images: list[np.ndarray | None], questions: list[str], max_new: int) -> list:
+    """Each question (about its image, or alone) through the VisionModel's engine, all submitted before
+    any is awaited so that they share decode batches; the finished requests."""
+    from lmstack.engine import SamplingParams
+
+    params, requests = SamplingParams(max_new_tokens=max_new, temperature=0), []
+    for img, q in zip(images, questions, strict=True):
+        ids, _ = encode_chat(vision.tokenizer, chat(q, image=img is not None), template=vision.engine.chat_template,
+                             add_generation_prompt=True, with_mask=False)
+        ids, embeds = vision.prompt(ids, [] if img is None else [img])
+        requests.append(vision.engine.submit(ids, params, embeds=embeds))
+    return [r.result() for r in requests]
 
 
 def _reference_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], questions: list[str], max_new: int
@@ -94,7 +101,6 @@ def _reference_ids(vlm: VLM, tok: Tokenizer, images: list[np.ndarray | None], qu
 def answer_about(model: str, image_path: str, question: str, max_new: int = 64) -> str:
     """lmstack chat --image: one greedy answer about one image file (checked before the model loads),
     through the engine as the server and the interactive chat answer (vision/serving.py)."""
-    from lmstack.engine import SamplingParams
     from lmstack.vision.preprocess import load_image
     from lmstack.vision.serving import open_vision
 
@@ -103,10 +109,6 @@ def answer_about(model: str, image_path: str, question: str, max_new: int = 64) 
         raise LmstackError("the question is empty")
     vision = open_vision(model, max_batch=1)
     try:
-        ids, _ = encode_chat(vision.tokenizer, chat(question), template=vision.engine.chat_template,
-                             add_generation_prompt=True, with_mask=False)
-        ids, embeds = vision.prompt(ids, [img])
-        done = vision.engine.submit(ids, SamplingParams(max_new_tokens=max_new, temperature=0), embeds=embeds).result()
+        return _engine_answers(vision, [img], [question], max_new)[0].text.strip()
     finally:
         vision.close()
-    return done.text.strip()
