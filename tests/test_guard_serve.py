@@ -29,9 +29,9 @@ def served(tokenizer):
     prompts = []
     submit = engine.submit
 
-    def spy(ids, params):
+    def spy(ids, params, **kw):
         prompts.append(tokenizer.decode(ids))
-        return submit(ids, params)
+        return submit(ids, params, **kw)
 
     engine.submit = spy
     guard = small_guard()
