@@ -400,7 +400,7 @@ def add_sft(sub) -> None:
                    help="several conversations per row (--no-packing: one per row, padded)")
     s.add_argument("--seq-len", type=int, default=0, help="row length (default: the context, at most 512)")
     s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--resume", action="store_true", help="continue an interrupted full fine-tune")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune (full or LoRA), exactly")
     _add_train_flags(s)
     s.set_defaults(fn=cmd_sft)
 

@@ -23,7 +23,7 @@ from lmstack.engine.tool_calls import tool_template
 from lmstack.errors import LmstackError
 from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.conversations import Conversation, read_conversations
-from lmstack.io.files import write_json
+from lmstack.io.files import read_json, write_json
 from lmstack.io.packing import ConversationBatches
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.load import load_model
@@ -100,9 +100,9 @@ def extend_context(model: torch.nn.Module, seq_len: int) -> torch.nn.Module:
 
 def sft(cfg: SFTConfig, progress: bool = True, overwrite: bool = False, resume: bool = False) -> TrainResult:
     run_dir = Path(cfg.out_dir)
-    if resume and cfg.lora:
-        raise LmstackError("--resume is supported for full fine-tuning only (a LoRA run is merged when it stops)")
-    check_run_dir(run_dir, resume, overwrite, resume_hint="--resume (full fine-tuning), ")
+    check_run_dir(run_dir, resume, overwrite)
+    if resume:
+        _check_resumable(run_dir, cfg)
     resolve_device(cfg.train.device)
     model, tok, info, base_path = open_base(cfg.base)
     train_convs, val_convs, train_src, val_src = resolve_data(cfg.data, cfg.val_data, cfg.val_fraction)
@@ -144,9 +144,24 @@ def sft(cfg: SFTConfig, progress: bool = True, overwrite: bool = False, resume: 
         run_info["data_dir"] = info["data_dir"]
     write_json(run_dir / "run.json", run_info)
     res = train(model, data, tc, run_dir, token_bytes=tok.token_byte_lengths(), resume=resume, progress=progress)
-    if cfg.lora:
+    if cfg.lora and not res.interrupted:
         _save_merged(model, run_dir, res)
+    elif cfg.lora and progress:
+        print(f"note: {run_dir}/ckpt.pt keeps the LoRA unmerged so that --resume continues it; it is merged into "
+              "plain weights when the run finishes")
     return res
+
+
+def _check_resumable(run_dir: Path, cfg: SFTConfig) -> None:
+    """A run resumes only as what it was: the same kind of fine-tune, and a LoRA not yet merged."""
+    prev = read_json(run_dir / "run.json", "run settings") if (run_dir / "run.json").exists() else {}
+    was = prev.get("lora")
+    now = json.loads(json.dumps(asdict(cfg.lora))) if cfg.lora else None
+    if was != now:
+        say = lambda lo: f"LoRA {lo}" if lo else "full fine-tuning"
+        raise LmstackError(f"--resume: {run_dir} was {say(was)}, this run asks for {say(now)}")
+    if cfg.lora and load_checkpoint(run_dir / "ckpt.pt").get("merged_lora"):
+        raise LmstackError(f"--resume: {run_dir} finished, and its LoRA is merged into the weights: nothing to resume")
 
 
 def _save_merged(model: torch.nn.Module, run_dir: Path, res: TrainResult) -> None:

@@ -1,4 +1,5 @@
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -176,6 +177,44 @@ def test_sft_resumes_to_the_weights_of_an_uninterrupted_run(base_run, conv_files
     curve = lambda d: [(r["step"], r.get("loss"), r.get("val_loss")) for r in map(
         json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())]
     assert curve("half") == curve("full") and len(curve("full")) == 8 + 2  # every step, two evaluations
+
+
+RESUME_LORA = LoRAConfig(rank=4, alpha=8, dropout=0.2, targets=("wq", "wv", "w_up"))  # dropout: the RNG matters
+
+
+def test_lora_resumes_after_ctrl_c_to_the_weights_of_an_uninterrupted_run(base_run, conv_files, tmp_path,
+                                                                          monkeypatch):
+    train, val = conv_files
+    tc = TrainConfig(steps=8, batch_size=4, lr=2e-2, warmup_steps=2, weight_decay=0.0, eval_every=4, eval_batches=1,
+                     ckpt_every=0, log_every=1, device="cpu")
+    cfg = lambda out, lora=RESUME_LORA: SFTConfig(base=str(base_run), data=str(train), val_data=str(val),
+                                                  out_dir=str(out), lora=lora, train=tc)
+    sft(cfg(tmp_path / "full"), progress=False)
+    real_get = ConversationBatches.get
+
+    def ctrl_c_in_step_6(self, step, micro=0):
+        if step == 5 and micro == 0:
+            signal.raise_signal(signal.SIGINT)  # the loop finishes this step, checkpoints and stops
+        return real_get(self, step, micro)
+
+    monkeypatch.setattr(ConversationBatches, "get", ctrl_c_in_step_6)
+    res = sft(cfg(tmp_path / "half"), progress=False)
+    monkeypatch.setattr(ConversationBatches, "get", real_get)
+    state = load_checkpoint(tmp_path / "half" / "ckpt.pt")
+    assert res.interrupted and res.step == state["step"] == 6
+    assert not state.get("merged_lora") and any(k.endswith("lora_a") for k in state["model"])  # left resumable
+    with pytest.raises(LmstackError, match="was LoRA .* asks for full fine-tuning"):
+        sft(cfg(tmp_path / "half", None), progress=False, resume=True)
+    assert not sft(cfg(tmp_path / "half"), progress=False, resume=True).interrupted
+    full, half = (load_checkpoint(tmp_path / d / "ckpt.pt") for d in ("full", "half"))
+    assert half["merged_lora"] and half["step"] == 8 and full["model"].keys() == half["model"].keys()
+    for k, v in full["model"].items():
+        assert torch.equal(v, half["model"][k]), k
+    curve = lambda d: [(r["step"], r.get("loss"), r.get("val_loss")) for r in map(
+        json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())]
+    assert curve("half") == curve("full") and len(curve("full")) == 8 + 2
+    with pytest.raises(LmstackError, match="merged into the weights: nothing to resume"):
+        sft(cfg(tmp_path / "half"), progress=False, resume=True)
 
 
 def test_sft_cli_with_lora_defaults_then_eval_chat(base_run, conv_files, tmp_path, capsys):

@@ -355,6 +355,10 @@ class _Trainer:
         if p.step >= cfg.steps:
             self.say(f"checkpoint is already at step {p.step} of {cfg.steps}: nothing to do")
         self._build(state["optimizer"])
+        if "rng" in state:  # after _build, which draws test matrices: dropout (LoRA's) masks as if never stopped
+            torch.set_rng_state(state["rng"])
+        if self.cuda and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         return p
 
     def set_lr(self, step: int) -> float:
@@ -424,7 +428,8 @@ class _Trainer:
                 "model": model_sd, "optimizer": opt_sd, "model_config": self.model_cfg,
                 "train_config": asdict(self.cfg), "step": p.step, "tokens_seen": p.tokens_seen,
                 "elapsed": p.elapsed, "world_size": self.cluster.world_size, "global_batch": self.global_batch,
-                **self.extra_state,
+                "rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.cuda else {}), **self.extra_state,
             })
             if plot:
                 self.log_file.plot(self.out_dir / "loss.png", title=self.out_dir.name)
