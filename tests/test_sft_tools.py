@@ -111,6 +111,26 @@ def test_function_calls_say_every_argument_and_no_fit_offers_nothing_that_fits()
         assert nf.meta["calls"] == [] and "tool_calls" not in nf.messages[1]
 
 
+def test_training_asks_in_more_ways_never_in_the_held_out_ones_and_no_fit_shares_verbs(mix):
+    _, (train, val) = mix
+    first = lambda c: c.messages[0]["content"]
+    held_starts = {"calc": ("Calculate ", "How much is "), "letters": ("Count the letter ", "In '"),
+                   "function_call": ("Go ahead and ", "Would you ")}
+    for task, starts in held_starts.items():
+        tr = [first(c) for c in train if c.meta["task"].startswith(task)]
+        assert tr and all(first(c).startswith(starts) for c in val if c.meta["task"].startswith(task))
+        assert not any(t.startswith(starts) for t in tr), task
+    rng = random.Random(1)
+
+    def verb_shared(held: bool) -> float:
+        asks = [c for c in (no_fit(rng, held) for _ in range(300)) if c.meta["answer"] == "cannot"]
+        return sum(any(t["function"]["description"].split()[0].lower() in re.findall(r"[a-z]+", first(c).lower())
+                       for t in c.tools) for c in asks) / len(asks)
+
+    # training: half the no-fit requests use an offered function's verb, so only the noun tells them apart
+    assert verb_shared(False) > 0.4 and verb_shared(True) < 0.3
+
+
 def test_the_default_mix_joins_curated_and_tool_conversations(tmp_path):
     tr, va = write_sft_mix(tmp_path, MixConfig(n_train=100, n_val=20), ToolMixConfig(n_train=60, n_val=12))
     train = [json.loads(x) for x in tr.read_text().splitlines()]

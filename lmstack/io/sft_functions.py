@@ -107,6 +107,12 @@ GREETINGS = [("Hello!", "Hello! How can I help you today?"), ("Good morning.", "
 REQUESTS = ["Please {action} {args}.", "Can you {action} {args}?", "I need to {action} {args}.",
             "{Action} {args}, please.", "Could you {action} {args} for me?"]
 HELD_OUT_REQUESTS = ["Go ahead and {action} {args}.", "Would you {action} {args}?"]
+# training-only ways of asking (added to the shared ones on the training side only, so the held-out
+# draws, which use their own generator, stay exactly what they were)
+MORE_REQUESTS = ["I'd like you to {action} {args}.", "Help me {action} {args}.", "{Action} {args}.",
+                 "Kindly {action} {args}.", "Is it possible to {action} {args}?"]
+NO_FIT_REQUESTS = ["Please {w}.", "Can you {w} for me?", "I want to {w}."]
+MORE_NO_FIT_REQUESTS = ["I need to {w}.", "Could you {w}?", "{W}, please.", "Help me {w}.", "I'd like to {w}."]
 
 
 def held_out_noun(noun: str) -> bool:
@@ -161,14 +167,15 @@ def _request(rng: random.Random, sig: Signature, held_out: bool) -> tuple[str, d
             args[p.name] = p.draw(rng)
     said = " ".join(_BY_NAME[k].say(v) for k, v in args.items())
     action = f"{sig.verb} {_a(sig.noun)}"
-    text = rng.choice(HELD_OUT_REQUESTS if held_out else REQUESTS)
+    text = rng.choice(HELD_OUT_REQUESTS if held_out else REQUESTS + MORE_REQUESTS)
     return text.format(action=action, Action=action.capitalize(), args=said), args
 
 
 def function_call(rng: random.Random, held_out: bool) -> Conversation:
     """One or two requests (parallel calls) among 2-4 offered functions; results; a short report."""
     sigs = _signatures(rng, rng.randint(2, 4), held_out)
-    wanted = [sigs[0]] if rng.random() < 0.7 else [sigs[0], rng.choice(sigs)]
+    # training asks for two calls more often (half the time): a second request is the easy one to drop
+    wanted = [sigs[0]] if rng.random() < (0.7 if held_out else 0.5) else [sigs[0], rng.choice(sigs)]
     asks, calls = [], []
     for s in wanted:
         words, args = _request(rng, s, held_out)
@@ -194,11 +201,13 @@ def no_fit(rng: random.Random, held_out: bool) -> Conversation:
     sigs = _signatures(rng, rng.randint(1, 3), held_out)
     taken = {s.noun for s in sigs}
     noun = rng.choice([n for n in NOUNS if n not in taken and held_out_noun(n) == held_out])
-    verb = rng.choice(VERBS)
+    # in training, half the requests share an offered function's verb: only the noun says it does not fit
+    verb = sigs[0].verb if not held_out and rng.random() < 0.5 else rng.choice(VERBS)
     what = f"{verb} {_a(noun)}"
     kind = rng.randrange(3)
     if kind == 0:
-        user = rng.choice(["Please {w}.", "Can you {w} for me?", "I want to {w}."]).format(w=what)
+        asks = NO_FIT_REQUESTS if held_out else NO_FIT_REQUESTS + MORE_NO_FIT_REQUESTS
+        user = rng.choice(asks).format(w=what, W=what.capitalize())
         answer = f"None of the tools I have can {what}, so I cannot do that here."
         short = "cannot"
     elif kind == 1:

@@ -38,7 +38,17 @@ from lmstack.tools.search import search_tool
 
 TOOL_TASK_WEIGHTS = {"calculator": 16, "letters": 8, "search_speaker": 12, "search_play": 12,
                      "search_next_line": 10, "docs": 8, "no_tool": 8, "function_call": 16, "no_fit": 10}
-TOOLS_VERSION = 1
+TOOLS_VERSION = 2
+# Training phrasings. The held-out ones (in the makers) are never among them nor start the same way; more
+# ways of asking in training are what lets a model follow a phrasing it has never seen.
+CALC_TRAIN_PHRASINGS = ["What is {a} {s} {b}?", "Compute {a} {s} {b}.", "{a} {s} {b} = ?", "What is {a} {w} {b}?",
+                        "Work out {a} {s} {b}.", "What do you get for {a} {w} {b}?", "Please compute {a} {w} {b}.",
+                        "Find {a} {s} {b} for me.", "What does {a} {w} {b} make?", "Evaluate {a} {s} {b}, please."]
+LETTER_TRAIN_PHRASINGS = ["How many times does the letter '{l}' appear in '{w}'?",
+                          "How many {l}'s are in the word {w}?",
+                          "Count how many times '{l}' occurs in \"{w}\".", "How often is {l} found in {w}?",
+                          "Tell me the number of {l}'s in {w}.", "What is the count of '{l}' in the word '{w}'?",
+                          "Please count every {l} in {w}.", "Number of times {l} occurs in {w}?"]
 DOCS_NAME = "notes"  # the generated documents folder, as the search tool's description names it
 
 
@@ -127,8 +137,7 @@ class ToolMaker:
         if held_out(a, op, b) != val:
             return None
         sym, word = {"+": ("+", "plus"), "-": ("-", "minus"), "*": ("x", "times")}[op]
-        phrasings = (["Calculate {a} {s} {b}.", "How much is {a} {w} {b}?"] if val else
-                     ["What is {a} {s} {b}?", "Compute {a} {s} {b}.", "{a} {s} {b} = ?", "What is {a} {w} {b}?"])
+        phrasings = (["Calculate {a} {s} {b}.", "How much is {a} {w} {b}?"] if val else CALC_TRAIN_PHRASINGS)
         user = r.choice(phrasings).format(a=a, s=sym, w=word, b=b)
         expr = f"{a} {op} {b}"
         result = self.calc({"expression": expr}).content
@@ -144,8 +153,7 @@ class ToolMaker:
         if held_out(word, letter) != val:
             return None
         phrasings = (["Count the letter {l} in {w}.", "In '{w}', how often does '{l}' occur?"] if val else
-                     ["How many times does the letter '{l}' appear in '{w}'?", "How many {l}'s are in the word {w}?",
-                      "Count how many times '{l}' occurs in \"{w}\"."])
+                     LETTER_TRAIN_PHRASINGS)
         code = f"print({word!r}.count({letter!r}))"
         n = word.count(letter)
         ran = SandboxResult(stdout=f"{n}\n", stderr="", exit_status=0, timed_out=False, isolation=[])
