@@ -225,25 +225,33 @@ def test_quantised_logits_close_to_fp32(model, tokenizer, engine, quant, max_err
     q.close()
 
 
-def test_int4_kernel_error_within_the_quantisation_step():
+@pytest.mark.parametrize("kernel", ["torch", "lmstack"])
+def test_int4_kernel_error_within_the_quantisation_step(kernel, monkeypatch):
     """Each weight is off by at most half its group's step (range / 15); the output error is bounded
-    by that, plus the bf16 rounding of the activations."""
+    by that, plus the rounding of the activations: to bfloat16 for PyTorch's kernel, to int8 in
+    blocks of 32 (half a step of the block's largest / 127) for lmstack's."""
+    monkeypatch.setenv("LMSTACK_KERNELS", kernel)
     torch.manual_seed(1)
     w, x = torch.randn(192, 96), torch.randn(3, 96)
     lin = QLinear(w, "int4")
-    assert lin.kind == "int4" and lin.nbytes() < w.numel() * 0.7  # 4 bits + 2 bf16 per 32 weights
+    assert lin.kind == "int4" and lin.ours == (kernel == "lmstack")
+    assert lin.nbytes() < w.numel() * 0.7  # 4 bits + two 16-bit numbers per 32 weights
     g = w.view(192, 3, 32)
     half_step = ((g.amax(-1) - g.amin(-1)) / 30).repeat_interleave(32, 1)
-    bound = x.abs() @ half_step.t() + (x.abs() * 2**-8) @ w.abs().t()
+    x_err = (x.abs() * 2**-8 if kernel == "torch"
+             else (x.abs().view(3, 3, 32).amax(-1) / 254).repeat_interleave(32, 1))
+    bound = x.abs() @ half_step.t() + x_err @ w.abs().t() + x_err @ half_step.t()
     err = (lin(x) - x @ w.t()).abs()
     assert (err <= 1.02 * bound + 1e-3).all()
     assert err.mean() > 0.01 * bound.mean()  # it really is quantised
     assert QLinear(torch.randn(100, 96), "int4").kind == "int8"  # 100 rows cannot be packed in 64s
 
 
-def test_compiled_vocabulary_product_keeps_fp32_activations():
-    """Compiled, one row through a vocabulary-sized int8 matrix is a plain fp32 reduction: it equals
-    the dequantised product to fp32 rounding, closer than the bf16-activation kernel eager uses."""
+def test_compiled_vocabulary_product_keeps_fp32_activations(monkeypatch):
+    """With PyTorch's kernels (CPUs with AVX-512), compiled, one row through a vocabulary-sized int8
+    matrix is a plain fp32 reduction: it equals the dequantised product to fp32 rounding, closer than
+    the bf16-activation kernel eager uses."""
+    monkeypatch.setenv("LMSTACK_KERNELS", "torch")
     torch.manual_seed(2)
     lin, x = QLinear(torch.randn(16384, 64), "int8"), torch.randn(1, 1, 64)
     exact = x @ (lin.weight.float() * lin.scale.float()[:, None]).t()

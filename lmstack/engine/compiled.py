@@ -27,12 +27,13 @@ from pathlib import Path
 
 import torch
 
+from lmstack.engine import kernels
 from lmstack.engine.forward import FastTransformer
 from lmstack.io.files import atomic_write
 from lmstack.io.packages import cache_dir
 
 log = logging.getLogger(__name__)
-_SOURCES = ("forward.py", "quant.py", "compiled.py")  # code that shapes the graphs
+_SOURCES = ("forward.py", "quant.py", "compiled.py", "kernels.py", "kernels.cpp")  # code that shapes the graphs
 
 
 def compile_dir() -> Path:
@@ -52,6 +53,7 @@ def cache_key(config, quant: str, max_batch: int, max_seq_len: int, threads: int
     here = Path(__file__).parent
     parts = {"config": dataclasses.asdict(config), "quant": quant, "max_batch": max_batch,
              "max_seq_len": max_seq_len, "threads": threads, "torch": torch.__version__, "inductor": inductor_dir(),
+             "kernels": kernels.available(),
              "code": hashlib.sha256(b"".join((here / f).read_bytes() for f in _SOURCES)).hexdigest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 

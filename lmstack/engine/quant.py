@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lmstack.engine import kernels
+
 QUANTS = ("none", "int8", "int4")
 INT4_GROUP = 32
 _INT4_BLOCK_N = 64  # the CPU int4 kernel packs 64 output rows together
@@ -51,7 +53,10 @@ class QLinear(nn.Module):
             raise ValueError(f"unknown quantisation {quant!r}; choose from {', '.join(QUANTS)}")
         w = weight.detach() if isinstance(weight, torch.Tensor) else weight
         self.n_out, self.n_in = w.shape
-        if quant == "int4" and not int4_fits(self.n_out, self.n_in, group):
+        # lmstack's kernels (kernels.py) where they pay and the shape allows, else PyTorch's
+        self.ours = quant != "none" and group == kernels.BLOCK and kernels.fits(self.n_out, self.n_in) \
+            and kernels.available()
+        if quant == "int4" and not (self.ours or int4_fits(self.n_out, self.n_in, group)):
             quant = "int8"
         self.kind, self.group = quant, group
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
@@ -63,14 +68,17 @@ class QLinear(nn.Module):
                 rows = w[i:i + 4096].float()
                 scale[i:i + 4096] = rows.abs().amax(1).clamp(min=1e-12) / 127
                 q[i:i + 4096] = (rows / scale[i:i + 4096, None]).round_().clamp_(-127, 127)
-            self.register_buffer("weight", q)
-            self.register_buffer("scale", scale.to(torch.bfloat16))
+            self.register_buffer("weight", kernels.pack_q8(q) if self.ours else q)
+            self.register_buffer("scale", scale if self.ours else scale.to(torch.bfloat16))
         else:
             w = w[:].float()
             g = w.reshape(self.n_out, self.n_in // group, group)
             lo, hi = g.amin(-1), g.amax(-1)
             scale = ((hi - lo) / 15).clamp(min=1e-12)
             q = ((g - lo[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32)
+            if self.ours:
+                self.register_buffer("weight", kernels.pack_q4(q.reshape(self.n_out, self.n_in), scale, lo))
+                return
             # the kernel computes (q - 8) * scale + offset, so its offset is lo + 8 * scale
             sz = torch.stack([scale.t(), (lo + 8 * scale).t()], -1).contiguous()  # (n_in/group, n_out, 2)
             self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(
@@ -84,6 +92,10 @@ class QLinear(nn.Module):
     def _product(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
             return F.linear(x, self.weight)
+        if self.ours:
+            x2 = x.reshape(-1, self.n_in).float().contiguous()
+            y = kernels.q4_mm(x2, self.weight) if self.kind == "int4" else kernels.q8_mm(x2, self.weight, self.scale)
+            return y.reshape(*x.shape[:-1], self.n_out)
         if (self.kind == "int8" and self.n_out >= 16384 and torch.compiler.is_compiling()
                 and type(x.numel()) is int and x.numel() == self.n_in):
             # One row through a vocabulary-sized matrix, compiled: a product and a sum that Inductor
@@ -103,7 +115,8 @@ class QLinear(nn.Module):
         if self.kind == "none":
             return F.embedding(ids, self.weight)
         if self.kind == "int8":
-            return self.weight[ids].float() * self.scale[ids].float().unsqueeze(-1)
+            q = kernels.q8_rows(self.weight, ids) if self.ours else self.weight[ids]
+            return q.float() * self.scale[ids].float().unsqueeze(-1)
         raise NotImplementedError("rows of an int4 matrix (vocabulary matrices are kept at int8)")
 
     def nbytes(self) -> int:
