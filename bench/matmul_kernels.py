@@ -8,8 +8,9 @@ PyTorch's CPU kernels the engine could use, at the shapes of a real model's deco
 Kernels: int4 weights with bfloat16 activations (`_weight_int4pack_mm_for_cpu`, groups of 32, what
 the engine's int4 mode runs), int8 weights with per-row scales (`_weight_int8pack_mm`, bfloat16 or
 float32 activations), int8 weights with int8 activations (`torch._int_mm`, then the two scales),
-and plain float32 / bfloat16 / float16 products (`F.linear`). Which wins depends on what the CPU
-offers (`torch.backends.cpu.get_cpu_capability()`: AVX2, AVX512, AVX512_BF16, ...), so the
+plain float32 / bfloat16 / float16 products (`F.linear`), and lmstack's own int4 and int8 kernels
+(engine/kernels.cpp: int8-rounded activations in integer dot products, written for AVX2). Which
+wins depends on what the CPU offers (`torch.backends.cpu.get_cpu_capability()`: AVX2, AVX512, AVX512_BF16, ...), so the
 engine's choice is made from measurements like these. Kernels are timed in interleaved rounds (each
 round runs every kernel once on every shape) so a busy spell on the machine hits all of them; the
 figures are medians over rounds, in microseconds per product.
@@ -27,6 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lmstack.engine import kernels as lmstack_kernels
+
 SHAPES = {  # (name, n_in, n_out) of every matrix in a decode step
     "smollm2-135m": [("qkv", 576, 960), ("wo", 576, 576), ("gate_up", 576, 3072), ("down", 1536, 576),
                      ("vocab", 576, 49152)],
@@ -36,8 +39,8 @@ SHAPES = {  # (name, n_in, n_out) of every matrix in a decode step
 LAYERS = {"smollm2-135m": 30, "qwen2.5-0.5b": 24}
 
 
-def kernels(n_in: int, n_out: int) -> dict:
-    """name -> a function of the activations row x (1, n_in) fp32 that gives fp32 (1, n_out)."""
+def kernels(n_in: int, n_out: int, rows: int = 1) -> dict:
+    """name -> a function of the activations x (rows, n_in) fp32 that gives fp32 (rows, n_out)."""
     w = torch.randn(n_out, n_in) * 0.02
     scale = w.abs().amax(1) / 127
     q8 = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
@@ -54,7 +57,8 @@ def kernels(n_in: int, n_out: int) -> dict:
     def int_mm(x):
         xs = x.abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127
         xq = (x / xs).round().clamp(-127, 127).to(torch.int8)
-        return torch._int_mm(xq.expand(17, -1), q8t)[:1].float() * xs * scale  # _int_mm wants more than 16 rows
+        xq = torch.cat([xq, xq.new_zeros(max(0, 17 - len(x)), n_in)])  # _int_mm wants more than 16 rows
+        return torch._int_mm(xq, q8t)[:len(x)].float() * xs * scale
 
     out = {
         "int4 bf16 (int4pack)": lambda x: torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -66,7 +70,11 @@ def kernels(n_in: int, n_out: int) -> dict:
         "bf16 (linear)": lambda x: F.linear(x.to(torch.bfloat16), wb).float(),
         "fp16 (linear)": lambda x: F.linear(x.to(torch.float16), wh).float(),
     }
-    x = torch.randn(1, n_in)
+    if lmstack_kernels.build() and lmstack_kernels.fits(n_out, n_in):  # lmstack's own (engine/kernels.cpp)
+        p4, p8 = lmstack_kernels.pack_q4(q4, s4, lo), lmstack_kernels.pack_q8(q8)
+        out["lmstack int4 (AVX2)"] = lambda x: lmstack_kernels.q4_mm(x, p4)
+        out["lmstack int8 (AVX2)"] = lambda x: lmstack_kernels.q8_mm(x, p8, scale)
+    x = torch.randn(rows, n_in)
     ref = F.linear(x, w)
     usable = {}
     for name, fn in out.items():
@@ -97,6 +105,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=20, help="products per timing")
     ap.add_argument("--models", default=",".join(SHAPES))
+    ap.add_argument("--rows", type=int, default=1, help="rows of activations: 1 for a decode step, more for "
+                    "a batch of them or a prefill")
     ap.add_argument("--cpu-time", action="store_true", help="time by this thread's CPU time, not the wall "
                     "clock (with --threads 1, where the kernels run on this thread): on a machine others are "
                     "loading, waiting for a core then does not count")
@@ -110,8 +120,8 @@ def main() -> None:
     results = {}
     with torch.inference_mode():
         for model in a.models.split(","):
-            shapes = {s: kernels(n_in, n_out) for s, n_in, n_out in SHAPES[model]}
-            xs = {s: torch.randn(1, n_in) for s, n_in, _ in SHAPES[model]}
+            shapes = {s: kernels(n_in, n_out, a.rows) for s, n_in, n_out in SHAPES[model]}
+            xs = {s: torch.randn(a.rows, n_in) for s, n_in, _ in SHAPES[model]}
             times = {(s, k): [] for s, ks in shapes.items() for k in ks}
             for _ in range(a.rounds):
                 for (s, k) in times:
@@ -119,7 +129,7 @@ def main() -> None:
             med = {key: statistics.median(v) for key, v in times.items()}
             names = list(next(iter(shapes.values())))
             clock = "CPU time" if a.cpu_time else "wall time"
-            print(f"\n{model}: microseconds per product ({clock}), median of {a.rounds} rounds")
+            print(f"\n{model}: microseconds per product of {a.rows} row(s) ({clock}), median of {a.rounds} rounds")
             print(f"{'kernel':<24}" + "".join(f"{s:>10}" for s in shapes) + f"{'step ms':>10}{'max rel err':>13}")
             for k in names:
                 layers = sum(med[(s, k)] for s in shapes if s != "vocab") * LAYERS[model]
@@ -130,7 +140,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"\nload average at the end {load:.1f} ('step ms': every layer's products plus the vocabulary's)")
     if a.json:
-        Path(a.json).write_text(json.dumps({"torch": torch.__version__, "threads": a.threads, "cpu_time": a.cpu_time,
+        Path(a.json).write_text(json.dumps({"torch": torch.__version__, "threads": a.threads, "rows": a.rows,
+                                            "cpu_time": a.cpu_time,
                                             "capability": torch.backends.cpu.get_cpu_capability(),
                                             "load_average": load, "results": results}, indent=1))
 

@@ -2,8 +2,8 @@
 // activations are rounded to int8 in blocks of 32, and each block of weights meets them in integer
 // dot products (maddubs: 32 byte-by-byte multiply-adds per instruction), scaled back once per block.
 // PyTorch's own int4 kernel multiplies in bfloat16, which CPUs without AVX-512 BF16 emulate. The
-// same kernel serves a prefill: widening the weights to float32 for the BLAS was slower at every
-// row count measured (1 to 256 rows; bench/matmul_kernels.py).
+// same kernel serves a batch of decode steps and a prefill: each tile of weights, read once, meets
+// the activation rows 4 at a time from the L1 cache (bench/matmul_kernels.py --rows N times it).
 //
 // Weights are stored in tiles of 8 output rows, interleaved 4 inputs at a time, so that one 32-byte
 // register holds 4 weights of each of the 8 rows: multiplied by 4 activations broadcast to every

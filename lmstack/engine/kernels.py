@@ -87,6 +87,10 @@ def pack_q4(q: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor) -> torc
     return torch.cat([nibbles, halves(scale), halves(minimum)], -1).contiguous()
 
 
+def q8_shape(n_out: int, n_in: int) -> tuple[int, int, int]:
+    return n_out // ROWS, n_in // BLOCK, 8 * ROWS * 4
+
+
 def pack_q8(q: torch.Tensor) -> torch.Tensor:
     """int8 weights (N, K) in the tiled layout: (N/8, K/32, 256)."""
     n, k = q.shape

@@ -63,12 +63,17 @@ class QLinear(nn.Module):
         if quant == "none":
             self.register_buffer("weight", w[:].float().contiguous())
         elif quant == "int8":
-            q, scale = torch.empty((self.n_out, self.n_in), dtype=torch.int8), torch.empty(self.n_out)
-            for i in range(0, self.n_out, 4096):  # by blocks of rows: no fp32 temporaries of a vocabulary matrix
+            # by blocks of rows, each packed as it is made: no temporaries the size of a vocabulary matrix
+            r = kernels.ROWS if self.ours else 1
+            q = torch.empty(kernels.q8_shape(self.n_out, self.n_in) if self.ours else (self.n_out, self.n_in),
+                            dtype=torch.int8)
+            scale = torch.empty(self.n_out)
+            for i in range(0, self.n_out, 4096):
                 rows = w[i:i + 4096].float()
                 scale[i:i + 4096] = rows.abs().amax(1).clamp(min=1e-12) / 127
-                q[i:i + 4096] = (rows / scale[i:i + 4096, None]).round_().clamp_(-127, 127)
-            self.register_buffer("weight", kernels.pack_q8(q) if self.ours else q)
+                qi = (rows / scale[i:i + 4096, None]).round_().clamp_(-127, 127).to(torch.int8)
+                q[i // r:(i + 4096) // r] = kernels.pack_q8(qi) if self.ours else qi
+            self.register_buffer("weight", q)
             self.register_buffer("scale", scale if self.ours else scale.to(torch.bfloat16))
         else:
             w = w[:].float()
