@@ -63,6 +63,20 @@ def test_q8_matches_float64(m, n, k):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+def test_quantize_gives_the_bytes_of_the_reference_packing():
+    """q4_quantize (one C++ pass, what the engine loads with) against the same rounding done in
+    PyTorch and packed by pack_q4, the readable statement of the layout: byte for byte."""
+    w = torch.randn(24, 96) * 0.05
+    w[3, :32] = 0.25  # a constant block: scale clamped, every value at the minimum
+    g = w.view(24, 3, 32)
+    lo, hi = g.amin(-1), g.amax(-1)
+    scale = ((hi - lo) / 15).clamp(min=1e-12)
+    q = ((g - lo[..., None]) / scale[..., None]).round().clamp(0, 15).reshape(24, 96)
+    assert torch.equal(kernels.q4_quantize(w), kernels.pack_q4(q, scale, lo))
+    with pytest.raises(RuntimeError, match="multiple of 8"):
+        kernels.q4_quantize(torch.randn(12, 96))
+
+
 def test_bad_shapes_are_refused():
     packed, _ = q4_weights(8, 64)
     with pytest.raises(RuntimeError, match="multiple of 32"):

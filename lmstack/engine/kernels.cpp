@@ -149,7 +149,39 @@ int64_t check(const at::Tensor& x, const at::Tensor& w, at::ScalarType wt, int64
   return w.size(0) * kRows;
 }
 
+// One row's block of 32 float weights as q4: values 0..15 from the block's minimum in steps of
+// (max - min) / 15, written into the tile layout at row r of the tile block `out`.
+void q4_block(const float* v, int r, uint8_t* out) {
+  float lo = v[0], hi = v[0];
+  for (int j = 1; j < kBlock; ++j) lo = std::min(lo, v[j]), hi = std::max(hi, v[j]);
+  const float scale = std::max((hi - lo) / 15.f, 1e-12f);
+  uint8_t q[kBlock];
+  for (int j = 0; j < kBlock; ++j) q[j] = static_cast<uint8_t>(std::clamp(std::nearbyint((v[j] - lo) / scale), 0.f, 15.f));
+  for (int c = 0; c < 4; ++c)
+    for (int k = 0; k < 4; ++k) out[32 * c + 4 * r + k] = q[8 * c + k] | (q[8 * c + 4 + k] << 4);
+  reinterpret_cast<uint16_t*>(out + 128)[r] = _cvtss_sh(scale, 0);
+  reinterpret_cast<uint16_t*>(out + 144)[r] = _cvtss_sh(lo, 0);
+}
+
 }  // namespace
+
+// float weights (N, K) -> q4 in the tile layout (N/8, K/32, 160): what pack_q4 in kernels.py makes from
+// the same rounding, without its temporaries (a model loads several times faster).
+at::Tensor q4_quantize(const at::Tensor& w) {
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kFloat && w.is_contiguous() && w.size(0) % kRows == 0 &&
+              w.size(1) % kBlock == 0, "weights must be contiguous float (N, K), N a multiple of 8, K of 32");
+  const int64_t N = w.size(0), K = w.size(1), nb = K / kBlock;
+  at::Tensor out = at::empty({N / kRows, nb, kQ4Bytes}, w.options().dtype(at::kByte));
+  const float* wp = w.data_ptr<float>();
+  uint8_t* op = out.data_ptr<uint8_t>();
+  at::parallel_for(0, N / kRows, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t b = 0; b < nb; ++b)
+        for (int r = 0; r < kRows; ++r) q4_block(wp + (t * kRows + r) * K + b * kBlock, r, op + (t * nb + b) * kQ4Bytes);
+  });
+  return out;
+}
+
 
 // x float (M, K) @ q4 weights (N, K).T -> float (M, N).
 at::Tensor q4_mm(const at::Tensor& x, const at::Tensor& w) {
@@ -196,9 +228,11 @@ at::Tensor q8_mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s) 
 TORCH_LIBRARY(lmstack, m) {
   m.def("q4_mm(Tensor x, Tensor w) -> Tensor");
   m.def("q8_mm(Tensor x, Tensor w, Tensor s) -> Tensor");
+  m.def("q4_quantize(Tensor w) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lmstack, CPU, m) {
   m.impl("q4_mm", &q4_mm);
   m.impl("q8_mm", &q8_mm);
+  m.impl("q4_quantize", &q4_quantize);
 }

@@ -105,6 +105,12 @@ def q8_rows(packed: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return rows.reshape(*ids.shape, nb * BLOCK)
 
 
+def q4_quantize(w: torch.Tensor) -> torch.Tensor:
+    """float weights (N, K) rounded to q4 (groups of 32 from their minimum in 15 steps) and packed, in
+    one pass: the bytes pack_q4 gives for the same rounding, without its temporaries."""
+    return torch.ops.lmstack.q4_quantize(w.float().contiguous())
+
+
 def q4_mm(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     return torch.ops.lmstack.q4_mm(x, packed)
 

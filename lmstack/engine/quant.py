@@ -75,15 +75,14 @@ class QLinear(nn.Module):
                 q[i // r:(i + 4096) // r] = kernels.pack_q8(qi) if self.ours else qi
             self.register_buffer("weight", q)
             self.register_buffer("scale", scale if self.ours else scale.to(torch.bfloat16))
+        elif self.ours:
+            self.register_buffer("weight", kernels.q4_quantize(w[:]))
         else:
             w = w[:].float()
             g = w.reshape(self.n_out, self.n_in // group, group)
             lo, hi = g.amin(-1), g.amax(-1)
             scale = ((hi - lo) / 15).clamp(min=1e-12)
             q = ((g - lo[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32)
-            if self.ours:
-                self.register_buffer("weight", kernels.pack_q4(q.reshape(self.n_out, self.n_in), scale, lo))
-                return
             # the kernel computes (q - 8) * scale + offset, so its offset is lo + 8 * scale
             sz = torch.stack([scale.t(), (lo + 8 * scale).t()], -1).contiguous()  # (n_in/group, n_out, 2)
             self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(
