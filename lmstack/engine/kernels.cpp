@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -32,19 +33,20 @@ constexpr int64_t kRows = 8;      // weight rows per tile
 constexpr int64_t kQ4Bytes = 160; // one tile's block in q4: 128 bytes of nibbles, 8 + 8 float16
 constexpr int64_t kQ8Bytes = 256; // one tile's block in q8
 
-struct QuantRows {  // activations rounded to int8 per block of 32
-  at::Tensor q;     // int8 (M, K)
-  at::Tensor d;     // float (M, K/32): the block's scale
-  at::Tensor ds;    // float (M, K/32): scale * sum of the block's int8 values (for the q4 minimum)
+struct Acts {  // activations rounded to int8 per block of 32
+  const int8_t* q;       // (M, K)
+  const float *d, *ds;   // (M, K/32): each block's scale, and scale * the sum of its int8 values (for q4's minimum)
+  int64_t K, nb;
 };
 
-QuantRows quantize_rows(const at::Tensor& x) {
+// Rounds x into `q` and `d` (resized): a decode step's rows go to this thread's scratch memory, kept
+// from call to call (allocating it took 5% of a step), a prefill's to the caller's own buffers.
+Acts quantize_rows(const at::Tensor& x, std::vector<int8_t>& q, std::vector<float>& d) {
   const int64_t M = x.size(0), K = x.size(1), nb = K / kBlock;
-  QuantRows r{at::empty({M, K}, x.options().dtype(at::kChar)), at::empty({M, nb}, x.options()),
-              at::empty({M, nb}, x.options())};
+  q.resize(M * K);
+  d.resize(2 * M * nb);
   const float* xp = x.data_ptr<float>();
-  int8_t* qp = r.q.data_ptr<int8_t>();
-  float *dp = r.d.data_ptr<float>(), *dsp = r.ds.data_ptr<float>();
+  float *dp = d.data(), *dsp = d.data() + M * nb;
   for (int64_t i = 0; i < M * nb; ++i) {
     const float* v = xp + i * kBlock;
     float amax = 0.f;
@@ -53,23 +55,23 @@ QuantRows quantize_rows(const at::Tensor& x) {
     int sum = 0;
     for (int j = 0; j < kBlock; ++j) {
       const int t = static_cast<int>(std::nearbyint(v[j] * inv));
-      qp[i * kBlock + j] = static_cast<int8_t>(t);
+      q[i * kBlock + j] = static_cast<int8_t>(t);
       sum += t;
     }
     dp[i] = amax / 127.f;
     dsp[i] = dp[i] * static_cast<float>(sum);
   }
-  return r;
+  return {q.data(), dp, dsp, K, nb};
 }
 
-struct Acts {  // raw views of QuantRows, taken once per call
-  const int8_t* q;
-  const float *d, *ds;
-  int64_t K, nb;
-};
-
-Acts view(const QuantRows& x) {
-  return {x.q.data_ptr<int8_t>(), x.d.data_ptr<float>(), x.ds.data_ptr<float>(), x.q.size(1), x.q.size(1) / kBlock};
+template <typename Product>
+at::Tensor with_rounded_rows(const at::Tensor& x, Product product) {
+  thread_local std::vector<int8_t> small_q;
+  thread_local std::vector<float> small_d;
+  if (x.numel() <= (1 << 16)) return product(quantize_rows(x, small_q, small_d));
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  return product(quantize_rows(x, q, d));
 }
 
 inline __m256i four_acts(const int8_t* p) {  // activations p[0..3] in every 32-bit lane
@@ -186,43 +188,43 @@ at::Tensor q4_quantize(const at::Tensor& w) {
 // x float (M, K) @ q4 weights (N, K).T -> float (M, N).
 at::Tensor q4_mm(const at::Tensor& x, const at::Tensor& w) {
   const int64_t N = check(x, w, at::kByte, kQ4Bytes), M = x.size(0);
-  const QuantRows xq = quantize_rows(x);
-  const Acts a = view(xq);
   at::Tensor y = at::empty({M, N}, x.options());
   const uint8_t* wp = w.data_ptr<uint8_t>();
   float* yp = y.data_ptr<float>();
-  for_tiles(M, N, [&](int64_t m0, int64_t mt, int64_t t) {
-    const uint8_t* wt = wp + t * a.nb * kQ4Bytes;
-    switch (mt) {
-      case 1: q4_tile<1>(wt, a, m0, t * kRows, yp, N); break;
-      case 2: q4_tile<2>(wt, a, m0, t * kRows, yp, N); break;
-      case 3: q4_tile<3>(wt, a, m0, t * kRows, yp, N); break;
-      default: q4_tile<4>(wt, a, m0, t * kRows, yp, N);
-    }
+  return with_rounded_rows(x, [&](const Acts& a) {
+    for_tiles(M, N, [&](int64_t m0, int64_t mt, int64_t t) {
+      const uint8_t* wt = wp + t * a.nb * kQ4Bytes;
+      switch (mt) {
+        case 1: q4_tile<1>(wt, a, m0, t * kRows, yp, N); break;
+        case 2: q4_tile<2>(wt, a, m0, t * kRows, yp, N); break;
+        case 3: q4_tile<3>(wt, a, m0, t * kRows, yp, N); break;
+        default: q4_tile<4>(wt, a, m0, t * kRows, yp, N);
+      }
+    });
+    return y;
   });
-  return y;
 }
 
 // x float (M, K) @ q8 weights (N, K).T -> float (M, N), s: one float32 scale per weight row.
 at::Tensor q8_mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s) {
   const int64_t N = check(x, w, at::kChar, kQ8Bytes), M = x.size(0);
   TORCH_CHECK(s.scalar_type() == at::kFloat && s.is_contiguous() && s.numel() == N, "q8 scales do not match N");
-  const QuantRows xq = quantize_rows(x);
-  const Acts a = view(xq);
   at::Tensor y = at::empty({M, N}, x.options());
   const int8_t* wp = w.data_ptr<int8_t>();
   const float* sp = s.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  for_tiles(M, N, [&](int64_t m0, int64_t mt, int64_t t) {
-    const int8_t* wt = wp + t * a.nb * kQ8Bytes;
-    switch (mt) {
-      case 1: q8_tile<1>(wt, sp, a, m0, t * kRows, yp, N); break;
-      case 2: q8_tile<2>(wt, sp, a, m0, t * kRows, yp, N); break;
-      case 3: q8_tile<3>(wt, sp, a, m0, t * kRows, yp, N); break;
-      default: q8_tile<4>(wt, sp, a, m0, t * kRows, yp, N);
-    }
+  return with_rounded_rows(x, [&](const Acts& a) {
+    for_tiles(M, N, [&](int64_t m0, int64_t mt, int64_t t) {
+      const int8_t* wt = wp + t * a.nb * kQ8Bytes;
+      switch (mt) {
+        case 1: q8_tile<1>(wt, sp, a, m0, t * kRows, yp, N); break;
+        case 2: q8_tile<2>(wt, sp, a, m0, t * kRows, yp, N); break;
+        case 3: q8_tile<3>(wt, sp, a, m0, t * kRows, yp, N); break;
+        default: q8_tile<4>(wt, sp, a, m0, t * kRows, yp, N);
+      }
+    });
+    return y;
   });
-  return y;
 }
 
 TORCH_LIBRARY(lmstack, m) {
