@@ -248,8 +248,8 @@ def first_tokens(a, path: str, ids: list[int], env: dict) -> tuple[Path, list[di
 
 # ---- where the time goes ---------------------------------------------------------------------------
 CATEGORIES = [  # (label, op names whose self time it sums)
-    ("int4 matmuls (layers)", ("aten::_weight_int4pack_mm_for_cpu",)),
-    ("int8 matmuls", ("aten::_weight_int8pack_mm",)),
+    ("int4 matmuls (layers)", ("aten::_weight_int4pack_mm_for_cpu", "lmstack::q4_mm")),
+    ("int8 matmuls", ("aten::_weight_int8pack_mm", "lmstack::q8_mm")),
     ("fp32 matmuls", ("aten::mm", "aten::addmm")),
     ("attention products (bmm)", ("aten::bmm",)),
     ("compiled kernels + wrapper", ("## Call CompiledFxGraph",)),
