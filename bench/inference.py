@@ -225,7 +225,7 @@ def first_tokens(a, path: str, ids: list[int], env: dict) -> tuple[Path, list[di
     from lmstack.engine import kernels
     from lmstack.io.packages import cache_dir
 
-    kernels.build()
+    kernels.available()  # built now where the engine will use them, so no start pays for it
     root = Path(tempfile.mkdtemp(prefix="lmstack-bench-start-"))
     for shared in ("models", "kernels"):
         if (cache_dir() / shared).exists():

@@ -53,7 +53,7 @@ def cache_key(config, quant: str, max_batch: int, max_seq_len: int, threads: int
     here = Path(__file__).parent
     parts = {"config": dataclasses.asdict(config), "quant": quant, "max_batch": max_batch,
              "max_seq_len": max_seq_len, "threads": threads, "torch": torch.__version__, "inductor": inductor_dir(),
-             "kernels": kernels.available(),
+             "kernels": quant != "none" and kernels.available(),  # (an fp32 model never builds them)
              "code": hashlib.sha256(b"".join((here / f).read_bytes() for f in _SOURCES)).hexdigest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -134,12 +135,18 @@ void q8_tile(const int8_t* w, const float* s, const Acts& x, int64_t m0, int64_t
 }
 
 // Every tile of 8 weight rows against the activation rows 4 at a time (then the remainder), in
-// parallel over the tiles. tile(m0, mt, t) computes rows m0..m0+mt of tile t.
+// parallel over the tiles. tile(rows, m0, t) computes rows m0..m0+rows of tile t, where `rows` is a
+// std::integral_constant (1 to 4), so each row count runs its own unrolled instance.
 template <typename TileFn>
 void for_tiles(int64_t M, int64_t N, TileFn tile) {
   at::parallel_for(0, N / kRows, 8, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
-      for (int64_t m0 = 0; m0 < M; m0 += 4) tile(m0, std::min<int64_t>(4, M - m0), t);
+      for (int64_t m0 = 0; m0 < M; m0 += 4) switch (std::min<int64_t>(4, M - m0)) {
+          case 1: tile(std::integral_constant<int, 1>{}, m0, t); break;
+          case 2: tile(std::integral_constant<int, 2>{}, m0, t); break;
+          case 3: tile(std::integral_constant<int, 3>{}, m0, t); break;
+          default: tile(std::integral_constant<int, 4>{}, m0, t);
+        }
   });
 }
 
@@ -192,14 +199,8 @@ at::Tensor q4_mm(const at::Tensor& x, const at::Tensor& w) {
   const uint8_t* wp = w.data_ptr<uint8_t>();
   float* yp = y.data_ptr<float>();
   return with_rounded_rows(x, [&](const Acts& a) {
-    for_tiles(M, N, [&](int64_t m0, int64_t mt, int64_t t) {
-      const uint8_t* wt = wp + t * a.nb * kQ4Bytes;
-      switch (mt) {
-        case 1: q4_tile<1>(wt, a, m0, t * kRows, yp, N); break;
-        case 2: q4_tile<2>(wt, a, m0, t * kRows, yp, N); break;
-        case 3: q4_tile<3>(wt, a, m0, t * kRows, yp, N); break;
-        default: q4_tile<4>(wt, a, m0, t * kRows, yp, N);
-      }
+    for_tiles(M, N, [&](auto rows, int64_t m0, int64_t t) {
+      q4_tile<decltype(rows)::value>(wp + t * a.nb * kQ4Bytes, a, m0, t * kRows, yp, N);
     });
     return y;
   });
@@ -214,14 +215,8 @@ at::Tensor q8_mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s) 
   const float* sp = s.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   return with_rounded_rows(x, [&](const Acts& a) {
-    for_tiles(M, N, [&](int64_t m0, int64_t mt, int64_t t) {
-      const int8_t* wt = wp + t * a.nb * kQ8Bytes;
-      switch (mt) {
-        case 1: q8_tile<1>(wt, sp, a, m0, t * kRows, yp, N); break;
-        case 2: q8_tile<2>(wt, sp, a, m0, t * kRows, yp, N); break;
-        case 3: q8_tile<3>(wt, sp, a, m0, t * kRows, yp, N); break;
-        default: q8_tile<4>(wt, sp, a, m0, t * kRows, yp, N);
-      }
+    for_tiles(M, N, [&](auto rows, int64_t m0, int64_t t) {
+      q8_tile<decltype(rows)::value>(wp + t * a.nb * kQ8Bytes, sp, a, m0, t * kRows, yp, N);
     });
     return y;
   });

@@ -46,13 +46,13 @@ def available() -> bool:
 def build() -> bool:
     """Build (or load the cached build of) kernels.cpp; False, with one warning, where that fails."""
     from torch.utils import cpp_extension
-    build = cache_dir() / "kernels" / f"torch-{torch.__version__}"
-    build.mkdir(parents=True, exist_ok=True)
+    where = cache_dir() / "kernels" / f"torch-{torch.__version__}"
+    where.mkdir(parents=True, exist_ok=True)
     bin_dir = os.path.dirname(sys.executable)  # the environment's ninja, if it is not on PATH
     if shutil.which("ninja") is None and os.path.exists(os.path.join(bin_dir, "ninja")):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     try:
-        cpp_extension.load("lmstack_kernels", [str(_SOURCE)], build_directory=str(build), is_python_module=False,
+        cpp_extension.load("lmstack_kernels", [str(_SOURCE)], build_directory=str(where), is_python_module=False,
                            extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
                            extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as e:  # no compiler, no ninja, a failed build: PyTorch's kernels still work
@@ -88,14 +88,15 @@ def pack_q4(q: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor) -> torc
 
 
 def q8_shape(n_out: int, n_in: int) -> tuple[int, int, int]:
+    """(tiles, blocks, bytes a tile's block): 8 chunks of 4 inputs for each of the tile's rows."""
     return n_out // ROWS, n_in // BLOCK, 8 * ROWS * 4
 
 
 def pack_q8(q: torch.Tensor) -> torch.Tensor:
     """int8 weights (N, K) in the tiled layout: (N/8, K/32, 256)."""
     n, k = q.shape
-    t, nb = n // ROWS, k // BLOCK
-    return q.reshape(t, ROWS, nb, 8, 4).permute(0, 2, 3, 1, 4).reshape(t, nb, 256).contiguous()
+    t, nb, _ = shape = q8_shape(n, k)
+    return q.reshape(t, ROWS, nb, 8, 4).permute(0, 2, 3, 1, 4).reshape(shape).contiguous()
 
 
 def q8_rows(packed: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
