@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmstack.engine import Engine, SamplingParams
-from lmstack.engine.compiled import artifacts_path, cache_key, is_cached, load_artifacts
+from lmstack.engine.compiled import artifacts_path, cache_key, is_cached, load_step
 from lmstack.engine.forward import FastTransformer
 from lmstack.engine.quant import QLinear
 from lmstack.errors import LmstackError
@@ -94,7 +94,7 @@ def test_unusable_compile_cache_is_a_miss_and_is_removed():
     key = "0" * 24
     artifacts_path(key).parent.mkdir(parents=True, exist_ok=True)
     artifacts_path(key).write_bytes(b"not a cache")
-    assert is_cached(key) and not load_artifacts(key)
+    assert is_cached(key) and load_step(key) is None
     assert not is_cached(key)
 
 

@@ -1,27 +1,34 @@
-"""The compiled decode step, and a cache of it on disk so that the second start of a model is quick.
+"""The compiled decode step, and a copy of it on disk so that the second start of a model is quick.
 
-`compile_decode` compiles the whole decode step. Most of a compile's time goes to Inductor
-(lowering, generating and building C++), and PyTorch can hand everything a compile produced over as
-bytes (`torch.compiler.save_cache_artifacts`) and put them back in a later process
-(`load_cache_artifacts`), after which the same compile finds its graphs in Inductor's FX graph cache
-and AOTAutograd's cache instead of building them; Dynamo still traces the step. lmstack keeps one
-such file per key under `~/.cache/lmstack/compile/` (or `$LMSTACK_CACHE/compile/`). The key holds
+`compile_decode` compiles the whole decode step ahead of its first call (`torch.compile(...)
+.aot_compile`): Dynamo traces it once, Inductor turns the graph into C++, and the result is one
+callable that takes the model as an argument and checks no guards. That callable can be written out
+whole (`save_compiled_function`) and read back in a later process (`load_compiled_function`), which
+then skips everything a compile does: on SmolLM2-135M a warm start used to spend 11-20 s re-tracing
+the step with Dynamo even when Inductor's caches had every graph; reading the step back takes about
+two seconds, most of it importing the compiler's runtime.
+
+lmstack keeps one file per key and graph under `~/.cache/lmstack/compile/` (or
+`$LMSTACK_CACHE/compile/`), beside Inductor's own cache and the C++ it built. The key holds
 everything the compiled graphs depend on: the model's shape (its config, not its weights, which are
-graph inputs), the quantisation, the batch and context sizes, the thread count, the torch version
-and the source of the engine's forward code. So the file existing is a faithful "a compile of this
-is cached", which is what `compile="auto"` asks: compile when it is, run eagerly when it is not
-(the first explicit compile fills it).
+read from the model passed in on every call), the quantisation, the batch and context sizes, the
+thread count, the torch version and the source of the engine's forward code. So the files existing
+is a faithful "a compile of this is cached", which is what `compile="auto"` asks: compile when it
+is, run eagerly when it is not (the first explicit compile fills it).
+
+PyTorch writes compiled code with pickle. These files are lmstack's own output, in a directory only
+the user can write (created 0700), trusted as the installed code is; nothing from elsewhere (a run
+directory, a download) is ever read as one. A file that cannot be read is removed and compiled
+afresh.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import os
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +41,7 @@ from lmstack.io.packages import cache_dir
 
 log = logging.getLogger(__name__)
 _SOURCES = ("forward.py", "quant.py", "compiled.py", "kernels.py", "kernels.cpp")  # code that shapes the graphs
+GRAPHS = ("one", "many")  # a single sequence (specialised), and any number of them
 
 
 def compile_dir() -> Path:
@@ -42,9 +50,8 @@ def compile_dir() -> Path:
 
 def inductor_dir() -> str:
     """Where Inductor keeps its caches and the C++ it built: the user's TORCHINDUCTOR_CACHE_DIR, else
-    lmstack's compile directory (not Inductor's default in /tmp, which a reboot may empty). The
-    artifacts file alone brings back the graphs but not the built C++: without it a warm start
-    rebuilt every kernel (90 of 270 s on a busy machine)."""
+    lmstack's compile directory (not Inductor's default in /tmp, which a reboot may empty). A saved
+    step names the built libraries it calls; without them a warm start rebuilds them."""
     return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(compile_dir() / "inductor")
 
 
@@ -58,90 +65,72 @@ def cache_key(config, quant: str, max_batch: int, max_seq_len: int, threads: int
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def artifacts_path(key: str) -> Path:
-    return compile_dir() / f"{key}.bin"
+def artifacts_path(key: str, graph: str = "one") -> Path:
+    return compile_dir() / f"{key}.{graph}.step"
 
 
 def is_cached(key: str) -> bool:
+    """The single-sequence graph is always compiled first, so its file stands for the compile."""
     return artifacts_path(key).is_file()
 
 
-def load_artifacts(key: str) -> bool:
-    """Put a cached compile back into PyTorch's caches; False (and the file removed) if it cannot be
-    used, so the compile just runs cold and writes a fresh one."""
-    path = artifacts_path(key)
+def load_step(key: str, graph: str = "one") -> Callable | None:
+    """A step compiled and saved by an earlier process; None (and the file removed) if there is none
+    or it cannot be used, so the compile just runs cold and writes a fresh one."""
+    path = artifacts_path(key, graph)
     try:
-        if torch.compiler.load_cache_artifacts(path.read_bytes()) is not None:  # None: it could not read them
-            return True
+        with path.open("rb") as f:
+            return torch.compiler.load_compiled_function(f)
     except FileNotFoundError:
-        return False
+        return None
     except Exception as e:  # noqa: BLE001 - a torn or foreign file is a cache miss, not an error
-        log.warning("ignoring unusable compile cache %s (%s)", path, e)
+        log.warning("ignoring unusable compiled step %s (%s)", path, e)
     path.unlink(missing_ok=True)
-    return False
+    return None
 
 
-def save_artifacts(key: str) -> None:
-    """Write what this process's compiles produced (written whole or not at all: atomic)."""
-    saved = torch.compiler.save_cache_artifacts()
-    if saved is not None and saved[0]:
-        atomic_write(artifacts_path(key), saved[0])
+def _step(model: FastTransformer, tokens: torch.Tensor, pos: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+    return model.decode_span(tokens, pos, span)
 
 
-_COPIES = itertools.count()
-
-
-def _own_copy(method):
-    """The bound method with a code object of its own. Dynamo keeps the frames it compiled on the
-    code object, and with the modules' guards skipped, a second engine in the same process (another
-    model, another quantisation) calling the same code object would pass the remaining guards and
-    run the first engine's graph on its own weights (an int8 matrix fed to a float kernel, seen in
-    the test suite). `replace` always makes a new code object; the numbering is the same from one
-    start to the next, so the on-disk compile cache still applies."""
-    fn = method.__func__
-    code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_COPIES)}")
-    copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
-    return types.MethodType(copy, method.__self__)
-
-
-def compile_decode(model: FastTransformer, max_batch: int, key: str | None = None) -> tuple[Callable, Callable]:
-    """Compile the whole decode step, now, into one graph per batch shape: a single sequence (the
-    common case, specialised) and any number of them (batch size left symbolic). With a `key`, a
-    compile cached under it is used, and one that was not is cached.
-
-    The whole step rather than one layer, because per-call overheads are what a small model's token
-    time is made of: per-layer graphs were 40% slower on SmolLM2-135M. Guards on the modules'
-    attributes are skipped (they cannot change); guards on tensors stay. Only what varies is
-    symbolic (the span, and the batch size of decode_many): with every size symbolic, the wrapper
+def _compile(model: FastTransformer, graph: str) -> Callable:
+    """Trace and build one graph now, for an example whose sizes are left symbolic where they vary:
+    the span always (compiled once for every length), the batch too for "many" (unbacked, so that no
+    batch size is specialised). Only what varies is symbolic: with every size symbolic, the wrapper
     evaluated shape formulas for each operation on every call, 1 ms of 9 per token. Size asserts
     are off for the same reason. A lower threshold for storing rather than recomputing a value
     keeps the final norm out of the vocabulary product's inner loop (Inductor otherwise recomputed
-    it for each of the 49152 rows: 3.8 instead of 1.2 ms). Returns (decode_one, decode_many)."""
+    it for each of the 49152 rows: 3.8 instead of 1.2 ms). No guards are kept: the key stands for
+    everything they would check, and the engine calls each graph only with the shapes it was built for."""
+    b = 1 if graph == "one" else 2
+    tokens, pos, span = torch.zeros(b, dtype=torch.long), torch.ones(b, dtype=torch.long), torch.arange(2)
+    torch._dynamo.mark_dynamic(span, 0)
+    if graph == "many":
+        torch._dynamo.decorators.mark_unbacked(tokens, 0)
+        torch._dynamo.decorators.mark_unbacked(pos, 0)
+    opts = {"guard_filter_fn": torch.compiler.skip_all_guards_unsafe, "size_asserts": False,
+            "realize_cpu_opcount_threshold": 4}
+    with torch.inference_mode(False), torch.no_grad():  # tracing refuses inference-mode tensors
+        return torch.compile(_step, fullgraph=True, options=opts).aot_compile(((model, tokens, pos, span), {}))
+
+
+def compile_decode(model: FastTransformer, max_batch: int, key: str | None = None) -> tuple[Callable, Callable]:
+    """Compile the whole decode step, now, into one graph per batch shape. With a `key`, a step saved
+    under it is read back instead, and one that was compiled is saved. Returns (decode_one,
+    decode_many), each called as decode(tokens (B,), pos (B,), length).
+
+    The whole step rather than one layer, because per-call overheads are what a small model's token
+    time is made of: per-layer graphs were 40% slower on SmolLM2-135M."""
     if key is not None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_dir()  # read by Inductor whenever it looks
-    hit = key is not None and load_artifacts(key)
-    opts = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe, "size_asserts": False,
-            "realize_cpu_opcount_threshold": 4}
-    one = torch.compile(_own_copy(model.decode_span), options=opts)
-    many = torch.compile(_own_copy(model.decode_batch), options=opts)
-
-    def span(length: int) -> torch.Tensor:
-        s = torch.arange(length)
-        torch._dynamo.mark_dynamic(s, 0)  # compiled once for every length
-        return s
-
-    def decode_one(tokens, pos, length):
-        return one(tokens, pos, span(length))
-
-    def decode_many(tokens, pos, length):
-        torch._dynamo.decorators.mark_unbacked(tokens, 0)  # no specialisation on the batch size
-        torch._dynamo.decorators.mark_unbacked(pos, 0)
-        return many(tokens, pos, span(length))
-
-    # position 1 of the first slots (later writes overwrite it)
-    decode_one(torch.tensor([0]), torch.tensor([1]), 2)
-    if max_batch > 1:
-        decode_many(torch.tensor([0, 0]), torch.tensor([1, 1]), 2)
-    if key is not None and not hit:
-        save_artifacts(key)
-    return decode_one, decode_many
+        compile_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+    steps = {}
+    for graph in GRAPHS[: 1 if max_batch == 1 else 2]:
+        steps[graph] = load_step(key, graph) if key is not None else None
+        if steps[graph] is None:
+            steps[graph] = _compile(model, graph)
+            if key is not None:
+                atomic_write(artifacts_path(key, graph), type(steps[graph]).serialize(steps[graph]).serialized_data)
+    one, many = steps["one"], steps.get("many", steps["one"])
+    return (lambda tokens, pos, length: one(model, tokens, pos, torch.arange(length)),
+            lambda tokens, pos, length: many(model, tokens, pos, torch.arange(length)))

@@ -180,7 +180,8 @@ class KVCache:
         self.itemsize = torch.empty((), dtype=dtype).element_size()
         self.bytes_per_token = 2 * n_layers * n_kv * head_dim * self.itemsize  # K and V, every layer
         self._maps = [self._map() for _ in range(2 * n_layers)]
-        tensors = [torch.frombuffer(m, dtype=dtype).view(self.shape) for m in self._maps]
+        with torch.inference_mode(False):  # ordinary tensors, even on the engine thread: compiles trace writes to them
+            tensors = [torch.frombuffer(m, dtype=dtype).view(self.shape) for m in self._maps]
         self.k, self.v = tensors[:n_layers], tensors[n_layers:]
 
     def _map(self) -> mmap.mmap:
