@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmstack.engine import Engine, SamplingParams
-from lmstack.engine.compiled import artifacts_path, cache_key, is_cached, load_step
+from lmstack.engine.compiled import artifacts_path, cache_key, is_cached, open_step
 from lmstack.engine.forward import FastTransformer
 from lmstack.engine.quant import QLinear
 from lmstack.errors import LmstackError
@@ -90,11 +90,11 @@ def test_compile_cache_key_names_everything_the_graphs_depend_on(model):
     assert len({key, *others}) == 6
 
 
-def test_unusable_compile_cache_is_a_miss_and_is_removed():
+def test_unusable_compile_cache_is_a_miss_and_is_removed(model):
     key = "0" * 24
     artifacts_path(key).parent.mkdir(parents=True, exist_ok=True)
     artifacts_path(key).write_bytes(b"not a cache")
-    assert is_cached(key) and load_step(key) is None
+    assert is_cached(key) and open_step(FastTransformer(model), artifacts_path(key)) is None
     assert not is_cached(key)
 
 
@@ -118,3 +118,19 @@ def test_compile_auto_is_eager_until_an_explicit_compile_fills_the_cache(model, 
         finally:
             e.close()
     assert out[0] == out[1] == out[2]
+
+
+def test_a_cached_compile_runs_the_weights_of_the_model_it_is_given(model, tokenizer):
+    """The saved step holds no weights: another model of the same shape, started from the first
+    one's cached compile, gives its own tokens, the ones its eager engine gives."""
+    other = spread_out_model(tokenizer.vocab_size, seed=2)
+    ids, p = tokenizer.encode("HAMLET:\nGood night"), SamplingParams(max_new_tokens=8, **GREEDY)
+    out = []
+    for m, compile, compiled in ((model, True, True), (other, "auto", True), (other, False, False)):
+        e = Engine(m, tokenizer, quant="int8", compile=compile, max_batch=1)
+        try:
+            assert e.compiled is compiled
+            out.append(e.generate([ids], p)[0].token_ids)
+        finally:
+            e.close()
+    assert out[1] == out[2] != out[0]

@@ -50,6 +50,28 @@ def test_q4_matches_float64(m, n, k):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+def test_q4_rows_are_the_weights_the_product_uses():
+    """An int4 embedding lookup reads back exactly the weights pack_q4 stored, any ids, any shape."""
+    packed, w = q4_weights(72, 96, seed=3)
+    ids = torch.tensor([[0, 7, 8, 71], [33, 33, 9, 64]])
+    rows = kernels.q4_rows(packed, ids)
+    assert rows.shape == (2, 4, 96) and rows.dtype == torch.float32
+    np.testing.assert_allclose(rows.double().numpy(), w[ids.numpy()], rtol=1e-6, atol=1e-7)
+
+
+def test_int4_embedding_layer_reads_back_its_rows_in_blocks():
+    """A QLinear at int4 quantises a tall matrix block by block (as a vocabulary matrix is read from
+    its file) and its rows are what its product multiplies by."""
+    w = torch.randn(4096 + 136, 64, generator=torch.Generator().manual_seed(0))
+    lin = QLinear(w, "int4")
+    assert lin.ours and lin.weight.shape == (w.shape[0] // 8, 2, kernels.Q4_BYTES)
+    ids = torch.tensor([0, 4095, 4096, 4231])
+    dense = lin(torch.eye(64)).t()  # the identity's rows round exactly: each column is a stored row
+    torch.testing.assert_close(lin.rows(ids), dense[ids], rtol=0, atol=1e-6)
+    step = (w.reshape(-1, 2, 32).amax(-1) - w.reshape(-1, 2, 32).amin(-1)) / 15  # the quantisation step
+    assert ((lin.rows(ids) - w[ids]).abs().reshape(4, 2, 32) <= step[ids, :, None] * 0.5 + 1e-3).all()
+
+
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 6])
 @pytest.mark.parametrize("n,k", [(64, 64), (72, 576)])
 def test_q8_matches_float64(m, n, k):

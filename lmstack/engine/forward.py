@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lmstack.engine import kernels
 from lmstack.engine.quant import QLinear
 from lmstack.model import Transformer, apply_rope, rope_tables
 
@@ -57,10 +58,16 @@ class FastTransformer(nn.Module):
         # here cost 20% of top-1 agreement with fp32; 8 bits cost 4%.
         vocab_quant = "int8" if quant == "int4" else quant
         self.output = QLinear(model.output.weight, vocab_quant)
-        # a tied embedding is looked up in the (possibly quantised) output matrix: stored once
-        self.embed = self.output if cfg.tie_embeddings else QLinear(model.tok_embeddings.weight, vocab_quant)
+        # a tied embedding is looked up in the (possibly quantised) output matrix: stored once. An
+        # untied one is only looked up, a row per token, so it takes the layers' type where its rows
+        # can be read back (lmstack's int4 layout): Qwen2.5-0.5B's 136M-weight embedding at 4 bits
+        # instead of 8 brings the engine's weights under the Q4_K_M file's, which keeps it at 5.
+        embed_quant = quant if quant == "int4" and kernels.available() and kernels.fits(cfg.vocab_size, cfg.dim) \
+            else vocab_quant
+        self.embed = self.output if cfg.tie_embeddings else QLinear(model.tok_embeddings.weight, embed_quant)
         cos, sin = rope_tables(cfg.head_dim, self.max_seq_len, cfg.rope_theta, getattr(cfg, "rope_scaling", 1.0))
-        self.cos, self.sin = cos, sin
+        self.register_buffer("cos", cos, persistent=False)  # buffers, so an exported step names them
+        self.register_buffer("sin", sin, persistent=False)
         self.cache = KVCache(cfg.n_layers, max_batch, cfg.n_kv_heads, self.max_seq_len, cfg.head_dim,
                              kv_dtype(quant))
         self.k_cache, self.v_cache = self.cache.k, self.cache.v
@@ -105,16 +112,20 @@ class FastTransformer(nn.Module):
         `length` = max(pos) + 1 bounds the attention span; shorter sequences mask the rest."""
         return self.decode_span(tokens, pos, torch.arange(length))
 
-    def decode_span(self, tokens: torch.Tensor, pos: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+    def decode_span(self, tokens: torch.Tensor, pos: torch.Tensor, span: torch.Tensor,
+                    caches: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> torch.Tensor:
         """decode() with the span as the tensor arange(length): a size torch.compile can be told is
-        dynamic before its first call, so the step compiles once rather than once per length."""
+        dynamic before its first call, so the step compiles once rather than once per length.
+        `caches` = (K per layer, V per layer), by default this model's own: an exported step takes
+        them as inputs, which it writes in place."""
+        k_cache, v_cache = caches or (self.k_cache, self.v_cache)
         B, length = tokens.shape[0], span.shape[0]
         cos, sin = self.cos[pos].view(B, 1, 1, -1), self.sin[pos].view(B, 1, 1, -1)
         hidden = (span > pos.unsqueeze(1)).view(B, 1, 1, length)  # beyond each sequence's end
         slots = torch.arange(B)
         x = self.embed.rows(tokens).unsqueeze(1)  # (B, 1, dim)
         for i, lay in enumerate(self.layers):
-            x = self.decode_layer(lay, x, self.k_cache[i], self.v_cache[i], cos, sin, hidden, slots, pos)
+            x = self.decode_layer(lay, x, k_cache[i], v_cache[i], cos, sin, hidden, slots, pos)
         x = x[:, 0]
         return self.output(F.rms_norm(x, (x.shape[-1],), self.norm, self.eps))
 

@@ -25,6 +25,7 @@ from lmstack.io.packages import cache_dir
 log = logging.getLogger(__name__)
 BLOCK = 32  # inputs per block of weights and of rounded activations
 ROWS = 8  # weight rows per tile
+Q4_BYTES = 160  # bytes of a q4 tile's block: 8 rows x 32 nibbles, then 8 float16 scales and 8 minimums
 _SOURCE = Path(__file__).with_name("kernels.cpp")
 
 
@@ -104,6 +105,23 @@ def q8_rows(packed: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     t, nb, _ = packed.shape
     rows = packed.view(t, nb, 8, ROWS, 4)[ids // ROWS, :, :, ids % ROWS, :]  # (..., K/32, 8, 4)
     return rows.reshape(*ids.shape, nb * BLOCK)
+
+
+def q4_rows(packed: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Rows `ids` of a packed int4 matrix as float32 (len(ids), K): minimum + q * scale, an
+    embedding lookup. Inverts pack_q4's layout: a block's 128 bytes are (chunk, row, input) with
+    inputs chunk*8 + i in the low nibbles and chunk*8 + 4 + i in the high ones."""
+    t, nb, _ = packed.shape
+    flat = ids.reshape(-1)
+    tiles, r = packed[flat // ROWS], flat % ROWS  # (n, K/32, 160)
+    n = flat.shape[0]
+    pick = torch.arange(n)
+    nib = tiles[..., :128].reshape(n, nb, 4, ROWS, 4)[pick, :, :, r]  # (n, K/32, chunk, input)
+    q = torch.stack([nib & 15, nib >> 4], -2).reshape(n, nb, BLOCK).float()  # (chunk, half, input) order
+
+    def half(lo):  # the 8 rows' float16 values at bytes lo..lo+16 of each block -> this row's (n, K/32, 1)
+        return tiles[..., lo:lo + 16].contiguous().view(torch.float16)[pick, :, r].float().unsqueeze(-1)
+    return (half(144) + q * half(128)).reshape(*ids.shape, nb * BLOCK)
 
 
 def q4_quantize(w: torch.Tensor) -> torch.Tensor:

@@ -75,8 +75,11 @@ class QLinear(nn.Module):
                 q[i // r:(i + 4096) // r] = kernels.pack_q8(qi) if self.ours else qi
             self.register_buffer("weight", q)
             self.register_buffer("scale", scale if self.ours else scale.to(torch.bfloat16))
-        elif self.ours:
-            self.register_buffer("weight", kernels.q4_quantize(w[:]))
+        elif self.ours:  # by blocks of rows too (a vocabulary matrix at 4 bits: Qwen2's untied embedding)
+            q = torch.empty(self.n_out // kernels.ROWS, self.n_in // group, kernels.Q4_BYTES, dtype=torch.uint8)
+            for i in range(0, self.n_out, 4096):
+                q[i // kernels.ROWS:(i + 4096) // kernels.ROWS] = kernels.q4_quantize(w[i:i + 4096])
+            self.register_buffer("weight", q)
         else:
             w = w[:].float()
             g = w.reshape(self.n_out, self.n_in // group, group)
@@ -121,7 +124,9 @@ class QLinear(nn.Module):
         if self.kind == "int8":
             q = kernels.q8_rows(self.weight, ids) if self.ours else self.weight[ids]
             return q.float() * self.scale[ids].float().unsqueeze(-1)
-        raise NotImplementedError("rows of an int4 matrix (vocabulary matrices are kept at int8)")
+        if self.ours:
+            return kernels.q4_rows(self.weight, ids)
+        raise NotImplementedError("rows of a matrix in PyTorch's int4 layout (such embeddings are kept at int8)")
 
     def nbytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self.buffers())
