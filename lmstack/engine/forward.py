@@ -20,8 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmstack.engine import kernels
-from lmstack.engine.quant import QLinear
+from lmstack.engine.quant import QLinear, on_kernels
 from lmstack.model import Transformer, apply_rope, rope_tables
 
 
@@ -62,8 +61,7 @@ class FastTransformer(nn.Module):
         # untied one is only looked up, a row per token, so it takes the layers' type where its rows
         # can be read back (lmstack's int4 layout): Qwen2.5-0.5B's 136M-weight embedding at 4 bits
         # instead of 8 brings the engine's weights under the Q4_K_M file's, which keeps it at 5.
-        embed_quant = quant if quant == "int4" and kernels.available() and kernels.fits(cfg.vocab_size, cfg.dim) \
-            else vocab_quant
+        embed_quant = quant if quant == "int4" and on_kernels(quant, cfg.vocab_size, cfg.dim) else vocab_quant
         self.embed = self.output if cfg.tie_embeddings else QLinear(model.tok_embeddings.weight, embed_quant)
         cos, sin = rope_tables(cfg.head_dim, self.max_seq_len, cfg.rope_theta, getattr(cfg, "rope_scaling", 1.0))
         self.register_buffer("cos", cos, persistent=False)  # buffers, so an exported step names them
@@ -128,10 +126,6 @@ class FastTransformer(nn.Module):
             x = self.decode_layer(lay, x, k_cache[i], v_cache[i], cos, sin, hidden, slots, pos)
         x = x[:, 0]
         return self.output(F.rms_norm(x, (x.shape[-1],), self.norm, self.eps))
-
-    def decode_batch(self, tokens: torch.Tensor, pos: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-        """The same as decode_span(); a separate function so that torch.compile keeps a separate graph."""
-        return self.decode_span(tokens, pos, span)
 
     @staticmethod
     def decode_layer(lay: FastLayer, x: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, cos: torch.Tensor,

@@ -38,6 +38,12 @@ def int4_fits(n_out: int, n_in: int, group: int = INT4_GROUP) -> bool:
     return n_out % _INT4_BLOCK_N == 0 and n_in % group == 0
 
 
+def on_kernels(quant: str, n_out: int, n_in: int, group: int = INT4_GROUP) -> bool:
+    """Whether a quantised matrix of this shape runs on lmstack's kernels (kernels.py): where they
+    pay and the shape allows, else PyTorch's."""
+    return quant != "none" and group == kernels.BLOCK and kernels.fits(n_out, n_in) and kernels.available()
+
+
 class QLinear(nn.Module):
     """y = x @ W.T with W (n_out, n_in) kept as fp32, int8 (+ row scales) or int4 (+ group scales/offsets).
 
@@ -53,9 +59,7 @@ class QLinear(nn.Module):
             raise ValueError(f"unknown quantisation {quant!r}; choose from {', '.join(QUANTS)}")
         w = weight.detach() if isinstance(weight, torch.Tensor) else weight
         self.n_out, self.n_in = w.shape
-        # lmstack's kernels (kernels.py) where they pay and the shape allows, else PyTorch's
-        self.ours = quant != "none" and group == kernels.BLOCK and kernels.fits(self.n_out, self.n_in) \
-            and kernels.available()
+        self.ours = on_kernels(quant, self.n_out, self.n_in, group)
         if quant == "int4" and not (self.ours or int4_fits(self.n_out, self.n_in, group)):
             quant = "int8"
         self.kind, self.group = quant, group
