@@ -29,9 +29,9 @@ def add_engine_flags(p: argparse.ArgumentParser, max_new_tokens: int, temperatur
     p.add_argument("--quant", default="auto", choices=["auto", "none", "int8", "int4"],
                    help="weight-only quantisation; auto: the engine type nearest to how the file stores its weights")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the whole decode step: the first time a wait (about a minute on "
-                        "SmolLM2-135M), then cached on disk for later starts; default: compile when such a "
-                        "compile is cached, else run eagerly")
+                   help="compile the whole decode step ahead of time (AOTInductor): the first time a wait "
+                        "(about two minutes on SmolLM2-135M), then cached on disk for later starts; default: "
+                        "compile when such a compile is cached, else run eagerly")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--max-seq-len", type=int, help="KV-cache length (default: the model's context)")
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)

@@ -465,8 +465,8 @@ def add_serve(sub) -> None:
     s.add_argument("--quant", default="auto", choices=["auto", "none", "int8", "int4"],
                    help="weights (auto: as the file stores them, Q4_* -> int4, Q8_0/Q5/Q6 -> int8; none: fp32)")
     s.add_argument("--compile", action=argparse.BooleanOptionalAction, default="auto",
-                   help="torch.compile the decode step (the first time a wait, then cached on disk); default: "
-                        "compile when such a compile is cached, else run eagerly")
+                   help="compile the decode step ahead of time (AOTInductor; the first time a wait, then cached "
+                        "on disk); default: compile when such a compile is cached, else run eagerly")
     s.add_argument("--kv-cache-mb", type=float, default=None,
                    help="most memory the KV cache may take (default 2048); requests wait for room")
     s.add_argument("--threads", type=int)

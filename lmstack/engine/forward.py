@@ -5,7 +5,7 @@ prefill), with three changes that only affect speed:
 - Q, K and V are one matrix, and so are the gate and up projections: five matrix products per
   layer instead of seven, which matters when each costs a few microseconds of call overhead;
 - a KV cache of fixed shape whose memory grows with the tokens held (`KVCache`): the shape never
-  changes, so `torch.compile` never recompiles for it, while the OS provides the memory page by
+  changes, so the exported decode step never needs another graph for it, while the OS provides the memory page by
   page as tokens are written and takes it back when a sequence ends;
 - decoding advances several sequences at once, each at its own position: sequence b lives in
   cache slot b, and attention masks out the positions beyond its length.
@@ -112,8 +112,8 @@ class FastTransformer(nn.Module):
 
     def decode_span(self, tokens: torch.Tensor, pos: torch.Tensor, span: torch.Tensor,
                     caches: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> torch.Tensor:
-        """decode() with the span as the tensor arange(length): a size torch.compile can be told is
-        dynamic before its first call, so the step compiles once rather than once per length.
+        """decode() with the span as the tensor arange(length): a size torch.export can be told is
+        dynamic, so one compiled step serves every length.
         `caches` = (K per layer, V per layer), by default this model's own: an exported step takes
         them as inputs, which it writes in place."""
         k_cache, v_cache = caches or (self.k_cache, self.v_cache)
@@ -178,7 +178,7 @@ class KVCache:
     ends. numpy's zeros, used before, asked for transparent huge pages, and each (slot, KV head)
     block of SmolLM2 is exactly 2 MB, so one token made 2 MB per block resident, 11.5 GB for 32
     short requests, kept for good. One tensor per layer, not views of one big tensor, so that
-    `torch.compile` updates them in place instead of copying the whole cache."""
+    the exported step updates them in place instead of copying the whole cache."""
 
     def __init__(self, n_layers: int, slots: int, n_kv: int, seq_len: int, head_dim: int, dtype: torch.dtype):
         self.shape, self.dtype = (slots, n_kv, seq_len, head_dim), dtype

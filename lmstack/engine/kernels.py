@@ -5,7 +5,7 @@ largest part of a decode step; kernels.cpp multiplies int8-rounded activations b
 weights in integer dot products instead, as llama.cpp does on such CPUs. It is compiled with
 PyTorch's extension builder the first time it is needed (about half a minute, then cached under
 `~/.cache/lmstack/kernels/`) and registered as the operators `torch.ops.lmstack.q4_mm` and
-`q8_mm`, which `torch.compile` calls like any other. Where it cannot be built (no C++ compiler) or
+`q8_mm`, which the exported, compiled decode step calls like any other. Where it cannot be built (no C++ compiler) or
 the CPU has AVX-512, `available()` is False and the engine keeps PyTorch's kernels.
 """
 
@@ -65,7 +65,7 @@ def build() -> bool:
 
 
 def _register_shapes() -> None:
-    """What the operators return, for torch.compile's tracing (which runs them on shapes, not data)."""
+    """What the operators return, for torch.export's tracing (which runs them on shapes, not data)."""
     torch.library.register_fake("lmstack::q4_mm")(lambda x, w: x.new_empty(x.shape[0], w.shape[0] * ROWS))
     torch.library.register_fake("lmstack::q8_mm")(lambda x, w, s: x.new_empty(x.shape[0], w.shape[0] * ROWS))
 
