@@ -211,17 +211,20 @@ class Transformer(nn.Module):
         return n
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
-        """Training FLOPs per token: 6 x (matmul weights, output projection included) plus attention.
+        """Training FLOPs per token: 6 x each trained matmul weight (forward, gradient to the input,
+        gradient to the weight), 4 x each frozen one (no weight gradient: LoRA's base layers), output
+        projection included, plus attention.
 
         Attention scores and weighted sum cost 2*2*T*dim per token forward (counted for the full
         T x T square, the PaLM convention), so training adds 12 * n_layers * T * dim.
         """
         cfg = self.config
         T = seq_len or cfg.max_seq_len
-        matmul = sum(p.numel() for n, p in self.named_parameters() if p.dim() == 2 and "tok_emb" not in n)
+        weights = [p for n, p in self.named_parameters() if p.dim() == 2 and "tok_emb" not in n]
         if cfg.tie_embeddings:
-            matmul += self.output.weight.numel()
-        return 6 * matmul + 12 * cfg.n_layers * T * cfg.dim
+            weights.append(self.output.weight)
+        matmul = sum((6 if p.requires_grad else 4) * p.numel() for p in weights)
+        return matmul + 12 * cfg.n_layers * T * cfg.dim
 
     @torch.no_grad()
     def generate(

@@ -68,10 +68,15 @@ def test_lora_starts_at_the_base_and_merges_exactly(tokenizer):
     model = Transformer(tiny_config(tokenizer.vocab_size))
     x = torch.randint(0, tokenizer.vocab_size, (2, 16))
     before = model(x)
+    full_flops = model.flops_per_token()
     trainable = apply_lora(model, LoRAConfig(rank=4, alpha=8, dropout=0.0, targets=("wq", "wv", "w_up")))
     cfg = model.config  # rank x (in + out) for each wrapped matrix: wq (dim -> dim), wv (dim -> kv), w_up
     kv = cfg.n_kv_heads * cfg.head_dim
     assert trainable == cfg.n_layers * 4 * ((cfg.dim + cfg.dim) + (cfg.dim + kv) + (cfg.dim + cfg.ffn_dim))
+    # frozen matrices cost 4 FLOPs a weight (no weight gradient) instead of 6; the adapters cost 6
+    frozen = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "tok_emb" not in n
+                 and "lora_" not in n) + (model.output.weight.numel() if cfg.tie_embeddings else 0)
+    assert model.flops_per_token() == full_flops - 2 * frozen + 6 * trainable
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
     assert torch.allclose(model(x), before)  # B starts at zero
     for m in model.modules():
