@@ -468,9 +468,9 @@ class Engine:
                 continue
             last = self._running.pop()
             free = len(self._running)  # the slot `last` was in
-            if b < free:
+            if b < free and last.finish_reason is None:
                 self.model.move_slot(free, b, last.pos)
                 self._running[b] = last
                 self.model.cache.release(free, 0)  # that slot's memory goes back to the OS
-            else:  # the finished sequence was the last: its slot is the next to be filled
+            else:  # `last` has finished (it is not moved, only let go): its slot is the next to be filled
                 self._keep(last, free)
