@@ -39,8 +39,6 @@ def run_recording(engine: Engine, prompts: list[list[int]], params: list[Samplin
 
     def on_step(ids):
         lengths = [r.pos for r in engine._running]  # the engine thread, between steps: consistent
-        if engine._kept is not None:  # a finished sequence's cache, kept for the next prompt (see below)
-            lengths.append(len(engine._kept[1]))
         steps.append((ids, lengths, engine.model.cache.resident_bytes()))
 
     engine.on_step = on_step
@@ -143,39 +141,3 @@ def test_auto_quant_follows_the_file(tmp_path, model, tokenizer):
     e = Engine.load(tmp_path / "q8_0.gguf", quant="none", max_batch=1)  # the opt-out
     assert e.quant == "none"
     e.close()
-
-
-def test_a_prompt_that_continues_the_last_one_reuses_its_cache(model, tokenizer):
-    """The next turn of a conversation starts with the last one's prompt and reply: that prefix is
-    already in the cache and is not computed again, and the reply is the one a fresh engine gives."""
-    engine = Engine(model, tokenizer, max_batch=4)
-    first = tokenizer.encode("the king " * 20)
-    reply = engine.generate([first], SamplingParams(max_new_tokens=6, **GREEDY))[0].token_ids
-    assert engine._kept is not None and engine._kept[1] == (first + reply)[: len(first) + 5]
-    turn = first + reply + tokenizer.encode(" and the queen")
-    before = engine.stats["reused_tokens"]
-    steps = run_recording(engine, [turn], SamplingParams(max_new_tokens=6, **GREEDY))
-    assert engine.stats["reused_tokens"] - before == len(first) + 5  # all it had cached
-    assert all(resident == pages_for(engine.model.cache, lengths) for _, lengths, resident in steps)
-    fresh = Engine(model, tokenizer, max_batch=4)
-    again = engine.generate([turn], SamplingParams(max_new_tokens=6, **GREEDY))[0].token_ids
-    assert again == fresh.generate([turn], SamplingParams(max_new_tokens=6, **GREEDY))[0].token_ids
-    other = tokenizer.encode("a different prompt")  # nothing in common: computed whole, the rest released
-    before = engine.stats["reused_tokens"]
-    engine.generate([other], SamplingParams(max_new_tokens=2, **GREEDY))
-    assert engine.stats["reused_tokens"] == before
-    for e in (engine, fresh):
-        e.close()
-        assert e.model.cache.resident_bytes() == 0
-
-
-def test_prefill_from_a_cached_prefix_gives_the_logits_of_a_whole_prefill(model):
-    fast = forward.FastTransformer(model, "none", 2, 256)
-    ids = torch.randint(0, model.config.vocab_size, (40,))
-    with torch.inference_mode():
-        whole = fast.prefill(ids, 0, all_logits=True)
-        fast.prefill(ids[:25], 1)
-        rest = fast.prefill(ids[25:], 1, all_logits=True, start=25)
-    torch.testing.assert_close(rest, whole[25:], atol=1e-4, rtol=1e-4)
-    for cache in fast.k_cache + fast.v_cache:
-        torch.testing.assert_close(cache[1, :, :40], cache[0, :, :40], atol=1e-5, rtol=1e-5)

@@ -225,7 +225,6 @@ class Engine:
         self.stats = collections.Counter()  # decode_steps, prefills, tokens
         self._pending: collections.deque[Request] = collections.deque()
         self._running: list[Request] = []  # running[b] lives in cache slot b
-        self._kept: tuple[int, list[int]] | None = None  # (free slot, tokens): a finished sequence's cache
         self._cv = threading.Condition()
         self._closed = False
         ready: queue.Queue = queue.Queue()
@@ -325,7 +324,7 @@ class Engine:
                 while not self._pending and not self._running and not self._closed:
                     self._cv.wait()
                 if self._closed and not self._pending and not self._running:
-                    return self._drop_kept()
+                    return
                 admit = self._admissible()
             try:
                 if admit:  # a prefill may take long: first hand out what the running ones have made
@@ -345,7 +344,6 @@ class Engine:
                 for slot in range(len(self._running)):
                     self.model.cache.release(slot, 0)
                 self._running = []
-                self._drop_kept()
 
     def _hand_out(self) -> None:
         """Wake the readers of running requests that have events they have not been woken for."""
@@ -361,8 +359,6 @@ class Engine:
         while self._pending and len(self._running) + len(admit) < self.max_batch:
             if used + self._pending[0].reserve > self.kv_budget_tokens:
                 break
-            if self._kept and used + self._pending[0].reserve + len(self._kept[1]) > self.kv_budget_tokens:
-                self._drop_kept()  # the budget bounds the kept cache too
             admit.append(self._pending.popleft())
             used += admit[-1].reserve
         return admit
@@ -371,43 +367,11 @@ class Engine:
         if r.cancelled or r.limit == 0:
             return self._finish(r, "stop" if r.cancelled else "length")
         slot = len(self._running)
-        start = self._reused(r, slot)
-        logits = self.model.prefill(torch.tensor(r.prompt[start:]), slot, embeds=self._embeds(r), start=start)
+        logits = self.model.prefill(torch.tensor(r.prompt), slot, embeds=self._embeds(r))
         self.stats["prefills"] += 1
-        self.stats["reused_tokens"] += start
         r.pos = len(r.prompt)
         self._running.append(r)
         self._accept(r, sample_batch(logits.unsqueeze(0), [r.sampler])[0])
-
-    def _reused(self, r: Request, slot: int) -> int:
-        """How many leading prompt tokens the kept cache already holds, when it is in the request's slot:
-        the next turn of a conversation, or the same system prompt again, skips that much prefill (as
-        llama.cpp's server does with a slot's last prompt). The last prompt token is always computed,
-        for its logits; what the kept sequence cached beyond the prompt goes back to the OS."""
-        if self._kept is None or self._kept[0] != slot:
-            return 0
-        tokens, self._kept = self._kept[1], None
-        n = 0
-        if r.embeds is None:  # a prompt with image features is not cached by its tokens
-            limit = min(len(tokens), len(r.prompt) - 1)
-            while n < limit and tokens[n] == r.prompt[n]:
-                n += 1
-        self.model.cache.release(slot, len(r.prompt))
-        return n
-
-    def _keep(self, r: Request, slot: int) -> None:
-        """Leave a finished sequence's cache in its slot, now the first free one, for `_reused`; one
-        sequence at a time, within the KV budget. Its tokens are those its cache was written from."""
-        self._drop_kept()
-        if r.embeds is None:
-            self._kept = (slot, (r.prompt + r.token_ids)[:r.pos])
-        else:
-            self.model.cache.release(slot, 0)
-
-    def _drop_kept(self) -> None:
-        if self._kept is not None:
-            self.model.cache.release(self._kept[0], 0)
-            self._kept = None
 
     def _embeds(self, r: Request) -> tuple[torch.Tensor, torch.Tensor] | None:
         """A request's input embeddings, checked against its prompt and the model's width."""
@@ -468,9 +432,7 @@ class Engine:
                 continue
             last = self._running.pop()
             free = len(self._running)  # the slot `last` was in
-            if b < free and last.finish_reason is None:
+            if b < free and last.finish_reason is None:  # a finished `last` is not moved, only let go
                 self.model.move_slot(free, b, last.pos)
                 self._running[b] = last
-                self.model.cache.release(free, 0)  # that slot's memory goes back to the OS
-            else:  # `last` has finished (it is not moved, only let go): its slot is the next to be filled
-                self._keep(last, free)
+            self.model.cache.release(free, 0)  # that slot's memory goes back to the OS

@@ -85,27 +85,21 @@ class FastTransformer(nn.Module):
         return x + lay.down(F.silu(gate) * up)
 
     def prefill(self, tokens: torch.Tensor, slot: int, all_logits: bool = False,
-                embeds: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0) -> torch.Tensor:
-        """tokens (T,) from position `start` into cache slot `slot`; logits (V,) of the last position,
-        or (T, V). Positions 0..start-1 of the slot must already hold this sequence's prefix (a cached
-        prefix, reused: only the rest is computed). embeds = (positions (k,), vectors (k, dim)):
-        input embeddings that replace those positions' token embeddings (a VLM's image features)."""
-        T, end = tokens.shape[0], start + tokens.shape[0]
-        cos, sin = self.cos[start:end], self.sin[start:end]
+                embeds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """tokens (T,) from position 0 into cache slot `slot`; logits (V,) of the last position, or (T, V).
+        embeds = (positions (k,), vectors (k, dim)): input embeddings that replace those positions'
+        token embeddings (a VLM's image features)."""
+        T = tokens.shape[0]
+        cos, sin = self.cos[:T], self.sin[:T]
         x = self.embed.rows(tokens).unsqueeze(0)  # (1, T, dim)
         if embeds is not None:
-            x[0, embeds[0] - start] = embeds[1].to(x.dtype)
-        mask = torch.ones(T, end, dtype=torch.bool).tril(start) if start else None  # causal, offset by start
+            x[0, embeds[0]] = embeds[1].to(x.dtype)
         for i, lay in enumerate(self.layers):
             q, k, v = self._split_qkv(lay.qkv(F.rms_norm(x, (x.shape[-1],), lay.attn_norm, self.eps)), 1, T)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            self.k_cache[i][slot, :, start:end] = k[0].to(self.cache.dtype)
-            self.v_cache[i][slot, :, start:end] = v[0].to(self.cache.dtype)
-            if start:  # the prefix's K and V as cached, then this call's
-                k = torch.cat([self.k_cache[i][slot, :, :start].to(k.dtype).unsqueeze(0), k], 2)
-                v = torch.cat([self.v_cache[i][slot, :, :start].to(v.dtype).unsqueeze(0), v], 2)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                               enable_gqa=self.n_kv != self.n_heads)
+            self.k_cache[i][slot, :, :T] = k[0].to(self.cache.dtype)
+            self.v_cache[i][slot, :, :T] = v[0].to(self.cache.dtype)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv != self.n_heads)
             x = self._ffn(lay, x + lay.wo(y.transpose(1, 2).reshape(1, T, -1)))
         x = x[0] if all_logits else x[0, -1]
         return self.output(F.rms_norm(x, (x.shape[-1],), self.norm, self.eps))
