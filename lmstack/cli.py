@@ -146,7 +146,7 @@ def _data_sft_mix(a) -> None:
     tools = ToolMixConfig(n_train=a.n_tool_train, n_val=a.n_tool_val, seed=a.seed)
     check_int("--n-defence-train", a.n_defence_train, 0)
     check_int("--n-defence-val", a.n_defence_val, 0)
-    train, val = write_sft_mix(a.out, cfg, tools)
+    train, val = write_sft_mix(a.out or "runs/sft-mix", cfg, tools)
     extra = held = ""
     if a.n_defence_train or a.n_defence_val:
         from lmstack.security.sft_defence import DefenceConfig, add_defence

@@ -115,3 +115,14 @@ def test_cli_refuses_a_negative_defence_count(tmp_path, capsys):
         main(["data", "sft-mix", "--n-defence-train", "-1", "--out", str(tmp_path)])
     assert e.value.code == 1 and "--n-defence-train must be" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_cli_sft_mix_writes_to_its_default_directory(tmp_path, monkeypatch, capsys):
+    from lmstack.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["data", "sft-mix", "--n-train", "6", "--n-val", "2", "--n-tool-train", "4", "--n-tool-val", "2",
+          "--n-defence-train", "4", "--n-defence-val", "2"])
+    assert "runs/sft-mix/train.jsonl" in capsys.readouterr().out
+    assert len(read_conversations(tmp_path / "runs/sft-mix/train.jsonl")) == 14
+    assert len(read_conversations(tmp_path / "runs/sft-mix/val.jsonl")) == 6
