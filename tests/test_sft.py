@@ -132,6 +132,22 @@ def test_sft_run_is_a_loadable_exportable_model(base_run, conv_files, tmp_path, 
     assert torch.allclose(m2.eval()(x), model(x), atol=1e-5)
 
 
+def test_mfu_counts_attention_over_the_trained_rows_not_the_model_context(base_run, conv_files, tmp_path,
+                                                                          monkeypatch, tokenizer):
+    import lmstack.train.loop as loop
+
+    monkeypatch.setattr(loop, "matmul_peak", lambda device: 1.0)  # mfu then reads FLOPs per second
+    train, _ = conv_files
+    out = tmp_path / "short"
+    sft(SFTConfig(base=str(base_run), data=str(train), out_dir=str(out), lora=ALL_LORA, seq_len=48,
+                  train=_tc(steps=5)), progress=False)
+    row = next(json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines() if "mfu" in json.loads(r))
+    model = Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=64))
+    apply_lora(model, ALL_LORA)
+    assert row["mfu"] / row["tok_s"] == pytest.approx(model.flops_per_token(48), rel=1e-9)
+    assert model.flops_per_token(48) < model.flops_per_token()  # the context's 64 would count more
+
+
 def test_sft_refuses_bad_input(base_run, conv_files, tmp_path):
     train, _ = conv_files
     bad = tmp_path / "bad.jsonl"

@@ -323,7 +323,7 @@ class _Trainer:
             distributed.load_optimizer_state(model, self.opt, opt_state)
         self.fwd = torch.compile(self.wrapped) if cfg.compile else self.wrapped
         self.peak = matmul_peak(self.device) * self.cluster.world_size
-        self.flops_tok = model.flops_per_token() if hasattr(model, "flops_per_token") else 0.0
+        self.flops_tok = 0.0  # set from the first batch: attention's share grows with the rows' length
         self.can_sample = self.main and not distributed.is_sharded(model)  # sharded: every rank must generate
         self.wrapped.train()
 
@@ -374,6 +374,8 @@ class _Trainer:
         loss_sum, n_tok = torch.zeros((), device=device), 0
         for micro in range(accum):
             x, y = self.data.get(p.step, micro)
+            if not self.flops_tok and hasattr(self.model, "flops_per_token"):
+                self.flops_tok = self.model.flops_per_token(x.shape[-1])
             n_tok += int((y >= 0).sum())  # counted on the host copy: no device sync
             p.tok_log += x.numel() * self.cluster.world_size
             x, y = _to_device(x, device), _to_device(y, device)
