@@ -131,6 +131,21 @@ def test_training_asks_in_more_ways_never_in_the_held_out_ones_and_no_fit_shares
     assert verb_shared(False) > 0.4 and verb_shared(True) < 0.3
 
 
+def test_a_boolean_is_said_in_the_negative_exactly_when_it_is_false():
+    from lmstack.io.sft_functions import PARAMS, function_call
+
+    negation = re.compile(r"\b(not|without|excluding|leaving out|skipping)\b")
+    bools = [p for p in PARAMS if p.schema["type"] == "boolean"]
+    for p in bools:  # every training-only phrasing keeps the held-out one's polarity
+        for say in (p.say, *p.more):
+            assert not negation.search(say(True)) and negation.search(say(False)), say(False)
+    rng = random.Random(5)
+    extra = {say(v) for p in bools for say in p.more for v in (False, True)}
+    for held in (False, True):  # the other phrasings are training's only: held-out requests stay as they were
+        asked = " ".join(function_call(rng, held).messages[0]["content"] for _ in range(400))
+        assert any(e in asked for e in extra) != held
+
+
 def test_the_default_mix_joins_curated_and_tool_conversations(tmp_path):
     tr, va = write_sft_mix(tmp_path, MixConfig(n_train=100, n_val=20), ToolMixConfig(n_train=60, n_val=12))
     train = [json.loads(x) for x in tr.read_text().splitlines()]

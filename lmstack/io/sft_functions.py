@@ -48,6 +48,7 @@ class Param:
     schema: dict
     draw: Callable[[random.Random], object]
     say: Callable[[object], str]
+    more: tuple[Callable[[object], str], ...] = ()  # training-only ways to say a value (held out: `say`)
 
 
 def _date(r: random.Random) -> str:
@@ -77,9 +78,14 @@ PARAMS = [
     Param("max_price", _s("highest price", type="number"), lambda r: r.choice([20, 49.5, 75, 120.25, 300]),
           lambda v: f"with a maximum price of {v}"),
     Param("urgent", _s("whether it is urgent", type="boolean"), lambda r: r.random() < 0.5,
-          lambda v: "marked urgent" if v else "marked not urgent"),
+          lambda v: "marked urgent" if v else "marked not urgent",
+          (lambda v: "as urgent" if v else "as not urgent", lambda v: "flagged urgent" if v else "that is not urgent",
+           lambda v: "with urgent set" if v else "without marking it urgent")),
     Param("include_archived", _s("include archived items", type="boolean"), lambda r: r.random() < 0.5,
-          lambda v: "including archived ones" if v else "excluding archived ones"),
+          lambda v: "including archived ones" if v else "excluding archived ones",
+          (lambda v: "with archived ones too" if v else "without archived ones",
+           lambda v: "archived ones included" if v else "leaving out archived ones",
+           lambda v: "counting archived ones" if v else "skipping archived ones")),
     Param("unit", _s("temperature unit", type="string", enum=["celsius", "fahrenheit", "kelvin"]),
           lambda r: r.choice(["celsius", "fahrenheit", "kelvin"]), lambda v: f"in {v}"),
     Param("priority", _s("priority", type="string", enum=["low", "medium", "high"]),
@@ -110,7 +116,11 @@ HELD_OUT_REQUESTS = ["Go ahead and {action} {args}.", "Would you {action} {args}
 # training-only ways of asking (added to the shared ones on the training side only, so the held-out
 # draws, which use their own generator, stay exactly what they were)
 MORE_REQUESTS = ["I'd like you to {action} {args}.", "Help me {action} {args}.", "{Action} {args}.",
-                 "Kindly {action} {args}.", "Is it possible to {action} {args}?"]
+                 "Kindly {action} {args}.", "Is it possible to {action} {args}?", "Let's {action} {args}.",
+                 "Time to {action} {args}.", "Could we {action} {args}?", "My request: {action} {args}.",
+                 "You can {action} {args} now."]
+# how a second request joins the first (held out: always "Also:")
+MORE_JOINS = ["Also:", "And also:", "Then:", "After that:", "Next:", "Plus:", "Second:"]
 NO_FIT_REQUESTS = ["Please {w}.", "Can you {w} for me?", "I want to {w}."]
 MORE_NO_FIT_REQUESTS = ["I need to {w}.", "Could you {w}?", "{W}, please.", "Help me {w}.", "I'd like to {w}."]
 
@@ -159,13 +169,19 @@ def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun.replace("_", " ")
 
 
+def _say(rng: random.Random, p: Param, value: object, held_out: bool) -> str:
+    if held_out or not p.more or rng.random() < 0.5:  # no draw on the held-out side: its records stay as they were
+        return p.say(value)
+    return rng.choice(p.more)(value)
+
+
 def _request(rng: random.Random, sig: Signature, held_out: bool) -> tuple[str, dict]:
     """The words asking for one call, and that call's exact arguments (optional ones only when said)."""
     args = {}
     for p in sig.params:
         if p.name in sig.required or rng.random() < 0.5:
             args[p.name] = p.draw(rng)
-    said = " ".join(_BY_NAME[k].say(v) for k, v in args.items())
+    said = " ".join(_say(rng, _BY_NAME[k], v, held_out) for k, v in args.items())
     action = f"{sig.verb} {_a(sig.noun)}"
     text = rng.choice(HELD_OUT_REQUESTS if held_out else REQUESTS + MORE_REQUESTS)
     return text.format(action=action, Action=action.capitalize(), args=said), args
@@ -181,7 +197,8 @@ def function_call(rng: random.Random, held_out: bool) -> Conversation:
         words, args = _request(rng, s, held_out)
         asks.append(words)
         calls.append({"name": s.name, "arguments": args})
-    user = asks[0] if len(asks) == 1 else f"{asks[0]} Also: {asks[1]}"
+    join = "Also:" if held_out or len(asks) == 1 else rng.choice(MORE_JOINS)
+    user = asks[0] if len(asks) == 1 else f"{asks[0]} {join} {asks[1]}"
     rng.shuffle(sigs)
     refs = [f"{c['name'][:2].upper()}-{rng.randint(1000, 9999)}" for c in calls]
     msgs = [{"role": "user", "content": user},

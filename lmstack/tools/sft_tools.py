@@ -38,7 +38,7 @@ from lmstack.tools.search import search_tool
 
 TOOL_TASK_WEIGHTS = {"calculator": 16, "letters": 8, "search_speaker": 12, "search_play": 12,
                      "search_next_line": 10, "docs": 8, "no_tool": 8, "function_call": 16, "no_fit": 10}
-TOOLS_VERSION = 2
+TOOLS_VERSION = 3
 # Training phrasings. The held-out ones (in the makers) are never among them nor start the same way; more
 # ways of asking in training are what lets a model follow a phrasing it has never seen.
 CALC_TRAIN_PHRASINGS = ["What is {a} {s} {b}?", "Compute {a} {s} {b}.", "{a} {s} {b} = ?", "What is {a} {w} {b}?",
@@ -48,7 +48,12 @@ LETTER_TRAIN_PHRASINGS = ["How many times does the letter '{l}' appear in '{w}'?
                           "How many {l}'s are in the word {w}?",
                           "Count how many times '{l}' occurs in \"{w}\".", "How often is {l} found in {w}?",
                           "Tell me the number of {l}'s in {w}.", "What is the count of '{l}' in the word '{w}'?",
-                          "Please count every {l} in {w}.", "Number of times {l} occurs in {w}?"]
+                          "Please count every {l} in {w}.", "Number of times {l} occurs in {w}?",
+                          "For the word {w}, how many times does {l} appear?", "Take '{w}': how many {l}'s are in it?",
+                          "The word is {w}. How many times does the letter {l} occur?",
+                          "Find the number of {l}'s in {w}.", "Give me the count of the letter {l} in {w}.",
+                          "Letter {l} in \"{w}\": how many?", "Check {w} for the letter {l}: how many are there?",
+                          "{w} has how many {l}'s?"]
 DOCS_NAME = "notes"  # the generated documents folder, as the search tool's description names it
 
 
