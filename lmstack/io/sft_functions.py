@@ -197,8 +197,9 @@ def function_call(rng: random.Random, held_out: bool) -> Conversation:
         words, args = _request(rng, s, held_out)
         asks.append(words)
         calls.append({"name": s.name, "arguments": args})
-    join = "Also:" if held_out or len(asks) == 1 else rng.choice(MORE_JOINS)
-    user = asks[0] if len(asks) == 1 else f"{asks[0]} {join} {asks[1]}"
+    user = asks[0]
+    if len(asks) == 2:
+        user += " " + ("Also:" if held_out else rng.choice(MORE_JOINS)) + " " + asks[1]
     rng.shuffle(sigs)
     refs = [f"{c['name'][:2].upper()}-{rng.randint(1000, 9999)}" for c in calls]
     msgs = [{"role": "user", "content": user},
