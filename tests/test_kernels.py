@@ -59,9 +59,10 @@ def test_q4_rows_are_the_weights_the_product_uses():
     np.testing.assert_allclose(rows.double().numpy(), w[ids.numpy()], rtol=1e-6, atol=1e-7)
 
 
-def test_int4_embedding_layer_reads_back_its_rows_in_blocks():
+def test_int4_embedding_layer_reads_back_its_rows_in_blocks(monkeypatch):
     """A QLinear at int4 quantises a tall matrix block by block (as a vocabulary matrix is read from
     its file) and its rows are what its product multiplies by."""
+    monkeypatch.setenv("LMSTACK_KERNELS", "lmstack")  # also where the CPU would choose PyTorch's kernels
     w = torch.randn(4096 + 136, 64, generator=torch.Generator().manual_seed(0))
     lin = QLinear(w, "int4")
     assert lin.ours and lin.weight.shape == (w.shape[0] // 8, 2, kernels.Q4_BYTES)

@@ -95,6 +95,9 @@ class QLinear(nn.Module):
             self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(
                 q.reshape(self.n_out, self.n_in), 1))
             self.register_buffer("scale", sz.to(torch.bfloat16))
+            # the group size as the model's own tensor: given as an int, Inductor makes it a constant
+            # of its own, which a compiled package built without constants cannot be given
+            self.register_buffer("group_size", torch.tensor([group]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._product(x)
@@ -118,7 +121,7 @@ class QLinear(nn.Module):
         if self.kind == "int8":
             y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
         else:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, self.group, self.scale)
+            y = torch.ops.quantized.int4mm_packed_weight_cpu(x2, self.weight, self.group_size, self.scale)
         return y.float().reshape(*x.shape[:-1], self.n_out)
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
