@@ -620,6 +620,10 @@ def add_vision(sub) -> None:
     s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,1500)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--lora-rank", type=int, default=8, help="with --base: LoRA rank of the language side")
+    s.add_argument("--encoder-dim", type=int, default=64,
+                   help="the vision encoder's width (its MLP is three times as wide)")
+    s.add_argument("--scale-factor", type=int, default=4,
+                   help="pixel shuffle: each s x s block of patches becomes one image token (2: 16 tokens a view)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     s.add_argument("--device", default="auto", type=_device)
@@ -630,6 +634,7 @@ def cmd_vision(a) -> None:
     import torch
 
     from lmstack.train.lora import LoRAConfig
+    from lmstack.vision.encoder import VisionConfig
     from lmstack.vision.train import VisionTrainConfig, stage_config, train_vlm
 
     if a.threads:
@@ -641,7 +646,8 @@ def cmd_vision(a) -> None:
         except ValueError:
             raise LmstackError(f"--steps takes three numbers (stages 0,1,2), got {a.steps!r}") from None
         steps = {"stage0": s0, "stage1": s1, "stage2": s2}
-    cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed,
+    vision = VisionConfig(dim=a.encoder_dim, ffn_dim=3 * a.encoder_dim, scale_factor=a.scale_factor)
+    cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision,
                             lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,
                             **stage_config(steps, a.batch_size, a.device))
     try:

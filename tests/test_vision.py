@@ -246,3 +246,19 @@ def test_cli_bad_input(vrun, data, tmp_path, capsys):
     assert "text-only" in _fails(capsys, ["chat", "--model", str(tmp_path), "--image", str(bad), "What?"])
     assert "one question about one image" in _fails(capsys, ["chat", "--model", str(vrun), "What?"])
     assert "three numbers" in _fails(capsys, ["vision", "train", "--steps", "1,2", "--out", str(tmp_path / "v")])
+    assert "scale_factor 3" in _fails(capsys, ["vision", "train", "--scale-factor", "3", "--out", str(tmp_path / "v")])
+
+
+@pytest.mark.parametrize("scale", [2, 1])
+def test_default_rows_hold_the_longest_example_at_every_scale_factor(data, scale):
+    """Fewer patches merged means more image tokens; the default row length grows with them (64 at the
+    default 4 tokens a view), so every caption and question, in the default vocabulary, still fits."""
+    from lmstack.vision.rows import ImageRows
+    from lmstack.vision.train import VisionTrainConfig, default_tokenizer
+
+    assert VisionTrainConfig().seq_len == 64
+    cfg = VisionTrainConfig(vision=VisionConfig(**{**SMALL, "scale_factor": scale}))
+    assert cfg.seq_len == 56 + 2 * cfg.vision.tokens_per_view
+    tok = default_tokenizer(data, VisionTrainConfig.vocab_size)
+    rows = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, 4)  # raises if one does not fit
+    assert rows.x.shape[1] > cfg.seq_len and (rows.y[:, -1] == -1).any()

@@ -58,7 +58,9 @@ class VisionTrainConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     lm_preset: str = "nano"
     vocab_size: int = 400
-    seq_len: int = 0  # 0: 64 for the small model, 128 for a real base (its template adds a system prompt)
+    # 0: room for the longest caption beside both views' image tokens: 64 for the small model at 4 tokens
+    # a view, 128 for a real base (its template adds a system prompt)
+    seq_len: int = 0
     n_train: int = 3000  # generated training scenes of each kind (digits: the bundled set)
     n_val: int = 300
     seed: int = 0
@@ -70,7 +72,7 @@ class VisionTrainConfig:
     def __post_init__(self) -> None:
         check_int("seq_len", self.seq_len, 0)
         if self.seq_len == 0:
-            self.seq_len = 64 if self.base is None else 128
+            self.seq_len = (56 if self.base is None else 120) + 2 * self.vision.tokens_per_view
         check_int("vocab_size", self.vocab_size, 1)
         check_int("n_train", self.n_train, 1)
         check_int("n_val", self.n_val, 1)
