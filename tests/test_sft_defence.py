@@ -126,3 +126,26 @@ def test_cli_sft_mix_writes_to_its_default_directory(tmp_path, monkeypatch, caps
     assert "runs/sft-mix/train.jsonl" in capsys.readouterr().out
     assert len(read_conversations(tmp_path / "runs/sft-mix/train.jsonl")) == 14
     assert len(read_conversations(tmp_path / "runs/sft-mix/val.jsonl")) == 6
+
+
+def test_training_only_items_and_templates_widen_training_but_never_reach_the_suite():
+    """The extra refusal items and jailbreak-style wrappers (refusal_items.py, TRAIN_TEMPLATES) are only
+    ever on the training side: the held-out suite is the same 36 + 36 requests over the suite's own items."""
+    from lmstack.security.refusal_items import TRAIN_HARMFUL, TRAIN_LOOKALIKES
+
+    cats = {c for c, _ in refusal.HARMFUL}
+    assert {c for c, _ in TRAIN_HARMFUL} == cats and len(TRAIN_HARMFUL) >= 15 * len(cats) - 5
+    assert len(TRAIN_LOOKALIKES) >= len(TRAIN_HARMFUL)  # at least as many look-alikes as harmful items
+    assert not {g for _, g in TRAIN_HARMFUL} & {g for _, g in refusal.HARMFUL}
+    assert not {q for q, _ in TRAIN_LOOKALIKES} & {q for q, _ in refusal.LOOKALIKES}
+    assert not any(refusal.is_refusal(a) for _, a in TRAIN_LOOKALIKES)  # look-alikes are answered
+    for kind, extra in (("harmful", len(refusal.HARMFUL)), ("benign", len(refusal.LOOKALIKES))):
+        held = refusal.requests(kind, True)
+        assert len(held) == 36 and all(r.item < extra and r.template < len(refusal.TEMPLATES) for r in held)
+        train = refusal.requests(kind, False)
+        assert {r.item for r in train} >= set(range(extra, extra + 100))
+        assert {r.template for r in train} >= set(range(len(refusal.TEMPLATES),
+                                                        len(refusal.TEMPLATES) + len(refusal.TRAIN_TEMPLATES)))
+        assert not {r.text for r in train} & {r.text for r in held}
+    wrapped = refusal.phrase("benign", 0, len(refusal.TEMPLATES))  # a wrapper around a look-alike is answered
+    assert wrapped.answer == refusal.LOOKALIKES[0][1] and "no restrictions" in wrapped.text

@@ -31,7 +31,7 @@ from lmstack.io.packages import cache_dir
 from lmstack.security.injection import DEFENCE_PROMPT, training_styles
 from lmstack.security.refusal import requests, split
 
-DEFENCE_VERSION = 1
+DEFENCE_VERSION = 2
 DEFENCE_WEIGHTS = {"injection": 45, "clean": 20, "refusal": 15, "lookalike": 20}
 TOPICS = [  # (document sentence with the fact, question, answer sentence, short answer)
     ("The parking garage on King Street charges {n} dollars per day.", "How much does the garage charge per day?",
