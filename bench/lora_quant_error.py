@@ -1,0 +1,62 @@
+"""How far a fine-tune moved a model's weights, against how far quantising them moves them again.
+
+    python bench/lora_quant_error.py smollm2-135m-instruct runs/sft-defence3
+
+A merged LoRA changes every matrix a little; the engine's int8 and int4 re-quantise the merged
+matrices. When the rounding is as large as the fine-tune's change, what the fine-tune taught is
+partly rounded away (docs/security.md measures what that does to a security LoRA). Prints, over
+every layer matrix, the root mean square of the fine-tune's change and of each quantisation's
+error (the quantised matrix as PyTorch's kernels multiply by it, read back through an identity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+
+
+def rms_ratio(base: str, tuned: str) -> dict:
+    from lmstack.engine.quant import QLinear
+    from lmstack.io.models import resolve_model
+    from lmstack.load import load_model
+
+    os.environ["LMSTACK_KERNELS"] = "torch"  # the same kernels on every CPU
+    sb = load_model(resolve_model(base, quiet=True))[0].state_dict()
+    st = load_model(tuned)[0].state_dict()
+    sums = {"change": 0.0, "int8": 0.0, "int4": 0.0}
+    n = 0
+    with torch.no_grad():
+        for k, w in st.items():
+            if not (k.endswith(".weight") and w.dim() == 2 and "layers." in k):
+                continue
+            sums["change"] += (w - sb[k]).double().pow(2).sum().item()
+            eye = torch.eye(w.shape[1])
+            for quant in ("int8", "int4"):
+                sums[quant] += (QLinear(w, quant)(eye).t() - w).double().pow(2).sum().item()
+            n += w.numel()
+    rms = {k: (v / n) ** 0.5 for k, v in sums.items()}
+    return {"base": base, "tuned": tuned, "weights": n, "rms": rms,
+            **{f"change_over_{q}_error": rms["change"] / rms[q] for q in ("int8", "int4")}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("base", help="the base model (a name, .gguf or run directory)")
+    ap.add_argument("tuned", help="the fine-tuned run directory (LoRA merged)")
+    ap.add_argument("--json", help="also write the figures here")
+    a = ap.parse_args()
+    r = rms_ratio(a.base, a.tuned)
+    print(f"{r['weights']:,} layer weights; rms of the fine-tune's change {r['rms']['change']:.2e}, of int8's error "
+          f"{r['rms']['int8']:.2e}, of int4's error {r['rms']['int4']:.2e}")
+    print(f"change / int8 error = {r['change_over_int8_error']:.2f}; change / int4 error = "
+          f"{r['change_over_int4_error']:.2f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
