@@ -617,7 +617,7 @@ def add_vision(sub) -> None:
     s.add_argument("--out", default="runs/vlm", help="run directory (an unfinished one resumes)")
     s.add_argument("--base", help="a language model to adapt (run directory, .gguf or model name; LoRA in "
                    "stage 2); default: a small one trained here")
-    s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,1500)")
+    s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,6000)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--lora-rank", type=int, default=8, help="with --base: LoRA rank of the language side")
     s.add_argument("--encoder-dim", type=int, default=64,

@@ -41,7 +41,7 @@ def _stage(steps: int, batch: int, lr: float, **kw) -> TrainConfig:
                        log_every=10, **kw)
 
 
-DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 1500}
+DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 6000}
 DEFAULT_LR = {"stage0": 3e-3, "stage1": 2e-3, "stage2": 2e-3}
 
 
