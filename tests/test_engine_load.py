@@ -134,3 +134,22 @@ def test_a_cached_compile_runs_the_weights_of_the_model_it_is_given(model, token
         finally:
             e.close()
     assert out[1] == out[2] != out[0]
+
+
+def test_int4_warns_that_it_rounds_a_lora_fine_tune_away(model, tokenizer, tmp_path, caplog):
+    """A merged LoRA moves the weights less than int4's rounding does (docs/security.md), so asking for
+    int4 on a LoRA run says so; int8, and a run without a LoRA, load quietly."""
+    import json
+
+    from lmstack.io.checkpoint import save_checkpoint
+
+    for name, lora in (("tuned", {"rank": 8, "alpha": 16.0}), ("plain", None)):
+        d = tmp_path / name
+        save_checkpoint(d / "ckpt.pt", {"model": model.state_dict(), "model_config": model.config.to_dict()})
+        tokenizer.save(d / "tokenizer.json")
+        (d / "run.json").write_text(json.dumps({"kind": "sft", "lora": lora}))
+    for name, quant, warned in (("tuned", "int4", True), ("tuned", "int8", False), ("plain", "int4", False)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="lmstack.engine.engine"):
+            Engine.load(tmp_path / name, quant=quant, max_batch=1).close()
+        assert any("LoRA fine-tune" in r.message for r in caplog.records) == warned, (name, quant)

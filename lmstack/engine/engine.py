@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import collections
 import itertools
+import logging
 import queue
 import re
 import threading
@@ -31,6 +32,8 @@ from lmstack.engine.quant import QUANTS
 from lmstack.engine.sampling import Sampler, SamplingParams, sample_batch
 from lmstack.engine.stream import TextStream
 from lmstack.errors import LmstackError
+
+log = logging.getLogger(__name__)
 from lmstack.io.chat_template import CHATML_TEMPLATE
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.model import Transformer
@@ -198,6 +201,9 @@ class Engine:
             info = info if isinstance(info, dict) else {}
             if quant == "auto":
                 engine.quant = auto_quant(info)
+            if engine.quant == "int4" and info.get("lora"):  # measured in docs/security.md
+                log.warning("%s is a LoRA fine-tune: int4 rounds much of what it learnt away (its error outweighs "
+                            "the LoRA's change); int8 or none keep it", path)
             return model, tok, info.get("tokenizer.chat_template")
 
         engine._start(read, quant, compile, threads, max_batch, max_seq_len, kv_cache_mb)
