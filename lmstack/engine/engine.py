@@ -32,11 +32,11 @@ from lmstack.engine.quant import QUANTS
 from lmstack.engine.sampling import Sampler, SamplingParams, sample_batch
 from lmstack.engine.stream import TextStream
 from lmstack.errors import LmstackError
-
-log = logging.getLogger(__name__)
 from lmstack.io.chat_template import CHATML_TEMPLATE
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.model import Transformer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
