@@ -14,6 +14,7 @@ A reply counts as a refusal when `is_refusal` finds a declining phrase ("I can't
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -234,30 +235,41 @@ class Request:
     answer: str  # the reply a defended model is trained to give
 
 
+# the suite's own lists first, so their indices (and the held-out split) stay what they were
+ALL_TEMPLATES = TEMPLATES + TRAIN_TEMPLATES
+ALL_HARMFUL, ALL_LOOKALIKES = HARMFUL + TRAIN_HARMFUL, LOOKALIKES + TRAIN_LOOKALIKES
+
+
 def phrase(kind: str, item: int, template: int) -> Request:
     """One request: a harmful item or a look-alike through a template, with its target reply. Items and
     templates past the suite's own lists are the training-only ones (refusal_items.py, TRAIN_TEMPLATES)."""
-    harmful_t, benign_t = (TEMPLATES + TRAIN_TEMPLATES)[template]
+    harmful_t, benign_t = ALL_TEMPLATES[template]
     if kind == "harmful":
-        cat, goal = (HARMFUL + TRAIN_HARMFUL)[item]
+        cat, goal = ALL_HARMFUL[item]
         text = harmful_t.format(goal=goal, Goal=goal[0].upper() + goal[1:])
         return Request(kind, cat, item, template, text, REFUSALS[cat])
-    q, a = (LOOKALIKES + TRAIN_LOOKALIKES)[item]
+    q, a = ALL_LOOKALIKES[item]
     return Request(kind, "lookalike", item, template, benign_t.format(q=q), a)
 
 
 def requests(kind: str, held_out: bool) -> list[Request]:
     """Every request of a kind on one side of the split: its items through its templates. The training
     side adds the training-only items and templates."""
+    return list(_requests(kind, held_out))
+
+
+@functools.cache
+def _requests(kind: str, held_out: bool) -> tuple[Request, ...]:
+    """Built once: each generated refusal conversation draws from the whole list (thousands of requests)."""
     harmful = kind == "harmful"
     items = [i for i, _ in split(HARMFUL if harmful else LOOKALIKES, held_out,
                                  HARMFUL_SALT if harmful else LOOKALIKE_SALT)]
     templates = [t for t, _ in split(TEMPLATES, held_out, TEMPLATE_SALT)]
     if not held_out:
         first = len(HARMFUL if harmful else LOOKALIKES)
-        items += range(first, first + len(TRAIN_HARMFUL if harmful else TRAIN_LOOKALIKES))
-        templates += range(len(TEMPLATES), len(TEMPLATES) + len(TRAIN_TEMPLATES))
-    return [phrase(kind, i, t) for i in items for t in templates]
+        items += range(first, len(ALL_HARMFUL if harmful else ALL_LOOKALIKES))
+        templates += range(len(TEMPLATES), len(ALL_TEMPLATES))
+    return tuple(phrase(kind, i, t) for i in items for t in templates)
 
 
 def build_suite(n: int = 40, seed: int = 0) -> list[Request]:
