@@ -6,7 +6,9 @@ A merged LoRA changes every matrix a little; the engine's int8 and int4 re-quant
 matrices. When the rounding is as large as the fine-tune's change, what the fine-tune taught is
 partly rounded away (docs/security.md measures what that does to a security LoRA). Prints, over
 every layer matrix, the root mean square of the fine-tune's change and of each quantisation's
-error (the quantised matrix as PyTorch's kernels multiply by it, read back through an identity).
+error (the quantised matrix as PyTorch's kernels multiply by it, read back through an identity),
+and, for a run that keeps its LoRA factors, the error of what the engine runs at int4: the base
+(merged - B·A) rounded, with B·A added back in float.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import torch
 def rms_ratio(base: str, tuned: str) -> dict:
     from lmstack.engine.quant import QLinear
     from lmstack.io.models import resolve_model
-    from lmstack.load import load_model
+    from lmstack.load import load_model, lora_update_of
 
     os.environ["LMSTACK_KERNELS"] = "torch"  # the same kernels on every CPU
     sb = load_model(resolve_model(base, quiet=True))[0].state_dict()
     st = load_model(tuned)[0].state_dict()
-    sums = {"change": 0.0, "int8": 0.0, "int4": 0.0}
+    update = lora_update_of(tuned) or {}
+    sums = {"change": 0.0, "int8": 0.0, "int4": 0.0, **({"int4_update_apart": 0.0} if update else {})}
     n = 0
     with torch.no_grad():
         for k, w in st.items():
@@ -36,10 +39,16 @@ def rms_ratio(base: str, tuned: str) -> dict:
             eye = torch.eye(w.shape[1])
             for quant in ("int8", "int4"):
                 sums[quant] += (QLinear(w, quant)(eye).t() - w).double().pow(2).sum().item()
+            if f"{k[:-7]}.a" in update:
+                a, b = update[f"{k[:-7]}.a"], update[f"{k[:-7]}.b"]
+                kept = QLinear(w - b @ a, "int4", low_rank=(a, b))(eye).t()
+                sums["int4_update_apart"] += (kept - w).double().pow(2).sum().item()
+            elif update:
+                sums["int4_update_apart"] += (QLinear(w, "int4")(eye).t() - w).double().pow(2).sum().item()
             n += w.numel()
     rms = {k: (v / n) ** 0.5 for k, v in sums.items()}
     return {"base": base, "tuned": tuned, "weights": n, "rms": rms,
-            **{f"change_over_{q}_error": rms["change"] / rms[q] for q in ("int8", "int4")}}
+            **{f"change_over_{q}_error": rms["change"] / rms[q] for q in rms if q != "change"}}
 
 
 def main() -> None:
@@ -53,6 +62,9 @@ def main() -> None:
           f"{r['rms']['int8']:.2e}, of int4's error {r['rms']['int4']:.2e}")
     print(f"change / int8 error = {r['change_over_int8_error']:.2f}; change / int4 error = "
           f"{r['change_over_int4_error']:.2f}")
+    if "int4_update_apart" in r["rms"]:
+        print(f"int4 with the LoRA update kept apart in float: rms error {r['rms']['int4_update_apart']:.2e}, "
+              f"change / error = {r['change_over_int4_update_apart_error']:.2f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=1)

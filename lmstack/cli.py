@@ -36,7 +36,7 @@ def _device(text: str) -> str:
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (default None: the verb's own defaults apply)."""
-    from lmstack.train.loop import TrainConfig
+    from lmstack.train.loop import PRECISIONS, TrainConfig
     from lmstack.train.optim import SCHEDULES
 
     g = p.add_argument_group("training")
@@ -48,6 +48,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif f.name == "schedule":
             g.add_argument(flag, choices=SCHEDULES, default=None, help=f"default {f.default}")
+        elif f.name == "precision":
+            g.add_argument(flag, choices=PRECISIONS, default=None,
+                           help="auto: bf16 autocast on CUDA, fp32 elsewhere; bf16 also pays on CPUs with AMX")
         elif f.name == "device":
             g.add_argument(flag, type=_device, default=None, help="auto, cpu, cuda, cuda:N or mps")
         else:

@@ -39,6 +39,16 @@ def _fill(model: Transformer, sd: dict, path: Path) -> None:
         model.output.weight = model.tok_embeddings.weight
 
 
+def lora_update_of(path: str | Path) -> dict[str, torch.Tensor] | None:
+    """A finished LoRA run's factors, kept beside its merged weights (train/lora.py `lora_update`), or
+    None: not a run, or a run saved before they were kept."""
+    path = resolve_model(path)
+    if not (path.is_dir() and (path / "ckpt.pt").exists()):
+        return None
+    update = load_checkpoint(path / "ckpt.pt").get("lora_update")
+    return update if isinstance(update, dict) and update else None
+
+
 def load_model(path: str | Path, lazy: bool = False) -> tuple[Transformer, Tokenizer, dict]:
     """(model in eval mode, tokenizer, info): info is run.json for a run, the metadata of a GGUF
     file, or config.json of a HF checkpoint. lazy=True, for the engine: from a GGUF file, a stand-in

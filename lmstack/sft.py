@@ -28,7 +28,7 @@ from lmstack.io.packing import ConversationBatches
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.load import load_model
 from lmstack.train.loop import TrainConfig, TrainResult, check_run_dir, resolve_device, train
-from lmstack.train.lora import LoRAConfig, apply_lora, merge_lora
+from lmstack.train.lora import LoRAConfig, apply_lora, lora_update, merge_lora
 
 
 @dataclass
@@ -167,9 +167,11 @@ def _check_resumable(run_dir: Path, cfg: SFTConfig) -> None:
 def _save_merged(model: torch.nn.Module, run_dir: Path, res: TrainResult) -> None:
     """Replace the LoRA checkpoint with plain merged weights: a run any loader opens."""
     state = load_checkpoint(run_dir / "ckpt.pt")
+    update = lora_update(model)
     merge_lora(model)
     save_checkpoint(run_dir / "ckpt.pt", {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "model_config": model.config.to_dict(), "train_config": state.get("train_config"),
         "step": res.step, "tokens_seen": res.tokens_seen, "elapsed": res.wall_time, "merged_lora": True,
+        "lora_update": update,
     })

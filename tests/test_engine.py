@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lmstack.engine import Engine, SamplingParams
+from lmstack.engine.forward import FastTransformer
 from lmstack.engine.quant import QLinear
 from lmstack.engine.sampling import Sampler
 from lmstack.engine.stream import Detokenizer, TextStream
@@ -59,7 +60,9 @@ def test_greedy_tokens_equal_model_generate(model, engine, tokenizer):
 
 def test_prefill_and_decode_logits_match_model(model, engine, tokenizer):
     ids = prompts(tokenizer)[2]
-    fm = engine.model
+    # the engine's model, built apart: the engine's thread lets a finished request's cache slot go
+    # after its caller has the tokens, so writing into the live engine's slots here would race with it
+    fm = FastTransformer(model, engine.quant, engine.max_batch, None)
     with torch.inference_mode():
         full = model(torch.tensor([ids]))[0]
         pre = fm.prefill(torch.tensor(ids[:-3]), slot=0, all_logits=True)

@@ -153,3 +153,79 @@ def test_int4_warns_that_it_rounds_a_lora_fine_tune_away(model, tokenizer, tmp_p
         with caplog.at_level("WARNING", logger="lmstack.engine.engine"):
             Engine.load(tmp_path / name, quant=quant, max_batch=1).close()
         assert any("LoRA fine-tune" in r.message for r in caplog.records) == warned, (name, quant)
+
+
+def _on_int4_grid(model):
+    """The model with every layer matrix on the 4-bit grid a Q4_1 file's weights lie on (16 levels per
+    group of 32, the step and offset exact in bf16 and fp16): what int4 rounds back to itself."""
+    import copy
+
+    m = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() == 2 and "layers." in name:
+                q = torch.randint(0, 16, p.shape, generator=g)
+                q[:, ::32], q[:, 1::32] = 0, 15  # each group spans the whole grid
+                p.copy_((q - 8) * 2.0**-5)
+    return m
+
+
+def _readback(layer: QLinear) -> torch.Tensor:
+    """The matrix a layer multiplies by (biases aside), through an identity."""
+    return layer(torch.eye(layer.n_in)).t()
+
+
+def test_int4_keeps_a_lora_update_in_float_beside_the_rounded_base(model, tokenizer, tmp_path, caplog):
+    """A finished LoRA run keeps its factors beside the merged weights. At int4 the engine rounds the
+    base (merged - B·A) and adds B·A back in float: a base already on the 4-bit grid (a Q4_1 file's)
+    rounds to itself, so the int4 model is the fine-tune, where rounding the merged weights moves them
+    off the grid by a full 4-bit error. In float the split is exact. Loaded quietly."""
+    import json
+
+    from lmstack.io.checkpoint import save_checkpoint
+    from lmstack.load import lora_update_of
+    from lmstack.train.lora import LoRAConfig, apply_lora, lora_update, merge_lora
+
+    tuned = _on_int4_grid(model)
+    torch.manual_seed(0)
+    apply_lora(tuned, LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=("wq", "wv", "w_up", "w_down")))
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if "lora_b" in name:
+                p.normal_(0, 0.01)
+    update = lora_update(tuned)
+    assert len(update) == 2 * 4 * tuned.config.n_layers
+    merge_lora(tuned)
+    d = tmp_path / "tuned"
+    save_checkpoint(d / "ckpt.pt", {"model": tuned.state_dict(), "model_config": tuned.config.to_dict(),
+                                    "lora_update": update})
+    tokenizer.save(d / "tokenizer.json")
+    (d / "run.json").write_text(json.dumps({"kind": "sft", "lora": {"rank": 4, "alpha": 8.0}}))
+    assert lora_update_of(d).keys() == update.keys()
+
+    ids = torch.tensor(tokenizer.encode("ROMEO:\nThe king doth speak"))
+    with torch.inference_mode():
+        split = FastTransformer(tuned, "none", 1, 64, low_rank=update).prefill(ids, 0, all_logits=True)
+        merged = FastTransformer(tuned, "none", 1, 64).prefill(ids, 0, all_logits=True)
+        torch.testing.assert_close(split, merged, atol=1e-4, rtol=1e-4)
+        kept = FastTransformer(tuned, "int4", 1, 64, low_rank=update)
+        rounded = FastTransformer(tuned, "int4", 1, 64)
+        exact = FastTransformer(tuned, "none", 1, 64)
+        assert kept.low_rank == 4 * 4 * tuned.config.n_layers
+        for lay_k, lay_r, lay_x in zip(kept.layers, rounded.layers, exact.layers, strict=True):
+            for name in ("qkv", "gate_up", "down"):  # the matrices with an update
+                want = lay_x.get_submodule(name).weight
+                err_kept = (_readback(lay_k.get_submodule(name)) - want).pow(2).mean().sqrt()
+                err_rounded = (_readback(lay_r.get_submodule(name)) - want).pow(2).mean().sqrt()
+                assert err_kept < 0.2 * err_rounded, (name, err_kept, err_rounded)
+            assert lay_k.wo.lr_a is None and lay_k.qkv.lr_a.shape[0] == 8  # wq and wv: two rank-4 updates
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lmstack.engine.engine"):
+        e = Engine.load(d, quant="int4", max_batch=1)
+    try:
+        assert e.model.low_rank == kept.low_rank
+        assert not any("LoRA fine-tune" in r.message for r in caplog.records)
+    finally:
+        e.close()

@@ -136,7 +136,7 @@ def test_mfu_counts_attention_over_the_trained_rows_not_the_model_context(base_r
                                                                           monkeypatch, tokenizer):
     import lmstack.train.loop as loop
 
-    monkeypatch.setattr(loop, "matmul_peak", lambda device: 1.0)  # mfu then reads FLOPs per second
+    monkeypatch.setattr(loop, "matmul_peak", lambda device, precision="auto": 1.0)  # mfu then reads FLOPs per second
     train, _ = conv_files
     out = tmp_path / "short"
     sft(SFTConfig(base=str(base_run), data=str(train), out_dir=str(out), lora=ALL_LORA, seq_len=48,
@@ -231,6 +231,15 @@ def test_lora_resumes_after_ctrl_c_to_the_weights_of_an_uninterrupted_run(base_r
     assert half["merged_lora"] and half["step"] == 8 and full["model"].keys() == half["model"].keys()
     for k, v in full["model"].items():
         assert torch.equal(v, half["model"][k]), k
+    # the factors are kept beside the merged weights (for a quantised engine), and they are the update
+    assert full["lora_update"].keys() == half["lora_update"].keys() and full["lora_update"]
+    base = load_checkpoint(base_run / "ckpt.pt")["model"]
+    for k, a in full["lora_update"].items():
+        if k.endswith(".a"):
+            layer = k[:-2]
+            delta = full["model"][layer + ".weight"] - base[layer + ".weight"]
+            torch.testing.assert_close(full["lora_update"][layer + ".b"] @ a, delta, atol=1e-5, rtol=1e-4)
+            assert torch.equal(a, half["lora_update"][k])
     curve = lambda d: [(r["step"], r.get("loss"), r.get("val_loss")) for r in map(
         json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())]
     assert curve("half") == curve("full") and len(curve("full")) == 8 + 2

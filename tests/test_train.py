@@ -46,6 +46,24 @@ def test_loss_falls_and_outputs_are_written(dataset, tokenizer, tmp_path):
     assert not list((tmp_path / "r").glob("*.tmp"))
 
 
+def test_bf16_autocast_on_cpu_trains_in_bf16_and_learns_as_fp32_does(dataset, tokenizer, tmp_path):
+    """--precision bf16 runs the matmuls in bf16 on a CPU too (where AMX makes them fast): the curve
+    differs from fp32's from the first step, yet ends as low; auto stays fp32 on a CPU."""
+    from lmstack.train.loop import autocast_for, resolve_precision
+
+    _run(dataset, tokenizer, tmp_path / "fp32", 20)
+    _run(dataset, tokenizer, tmp_path / "auto", 20, precision="auto")
+    _run(dataset, tokenizer, tmp_path / "bf16", 20, precision="bf16")
+    fp32, auto, bf16 = (_losses(tmp_path / d)[0] for d in ("fp32", "auto", "bf16"))
+    assert auto == fp32 and resolve_precision("auto", "cpu") == "fp32" and resolve_precision("auto", "cuda") == "bf16"
+    assert bf16[0][1] != fp32[0][1] and abs(bf16[0][1] - fp32[0][1]) < 0.05
+    assert abs(bf16[-1][1] - fp32[-1][1]) < 0.1 and bf16[-1][1] < bf16[0][1] - 1.0
+    with autocast_for("cpu", "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with pytest.raises(LmstackError, match="precision"):
+        TrainConfig(precision="fp16")
+
+
 def test_resume_continues_exactly(dataset, tokenizer, tmp_path):
     full, _ = _run(dataset, tokenizer, tmp_path / "full", 12)
     # first half of the same 12-step schedule: stop at step 6 by pretending the run is 12 long

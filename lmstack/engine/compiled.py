@@ -58,12 +58,13 @@ def inductor_dir() -> str:
     return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(compile_dir() / "inductor")
 
 
-def cache_key(config, quant: str, max_batch: int, max_seq_len: int, threads: int) -> str:
-    """A name for one compile: what its graphs depend on, hashed."""
+def cache_key(config, quant: str, max_batch: int, max_seq_len: int, threads: int, low_rank: int = 0) -> str:
+    """A name for one compile: what its graphs depend on, hashed (`low_rank`: the LoRA rank kept apart)."""
     here = Path(__file__).parent
     parts = {"config": dataclasses.asdict(config), "quant": quant, "max_batch": max_batch,
              "max_seq_len": max_seq_len, "threads": threads, "torch": torch.__version__, "inductor": inductor_dir(),
              "kernels": quant != "none" and kernels.available(),  # (an fp32 model never builds them)
+             **({"low_rank": low_rank} if low_rank else {}),
              "code": hashlib.sha256(b"".join((here / f).read_bytes() for f in _SOURCES)).hexdigest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -182,7 +182,7 @@ class Engine:
                  threads: int | None = None, max_batch: int = 8, max_seq_len: int | None = None,
                  chat_template: str | None = None, kv_cache_mb: float = KV_CACHE_MB):
         """quant="auto" is "none" here: the model's weights are already floats."""
-        self._start(lambda: (model, tokenizer, chat_template), "none" if quant == "auto" else quant, compile,
+        self._start(lambda: (model, tokenizer, chat_template, None), "none" if quant == "auto" else quant, compile,
                     threads, max_batch, max_seq_len, kv_cache_mb)
 
     @classmethod
@@ -192,7 +192,7 @@ class Engine:
         runs a quantised file quantised (`auto_quant`); "none", "int8" or "int4" choose. compile="auto"
         compiles the decode step when a compile of this model, shape and quantisation is cached on
         disk (engine/compiled.py) and runs eagerly otherwise; True compiles (and fills the cache)."""
-        from lmstack.load import load_model
+        from lmstack.load import load_model, lora_update_of
 
         engine = cls.__new__(cls)
 
@@ -201,10 +201,13 @@ class Engine:
             info = info if isinstance(info, dict) else {}
             if quant == "auto":
                 engine.quant = auto_quant(info)
+            low_rank = None
             if engine.quant == "int4" and info.get("lora"):  # measured in docs/security.md
-                log.warning("%s is a LoRA fine-tune: int4 rounds much of what it learnt away (its error outweighs "
-                            "the LoRA's change); int8 or none keep it", path)
-            return model, tok, info.get("tokenizer.chat_template")
+                low_rank = lora_update_of(path)
+                if low_rank is None:
+                    log.warning("%s is a LoRA fine-tune saved without its update apart: int4 rounds much of what it "
+                                "learnt away (its error outweighs the LoRA's change); int8 or none keep it", path)
+            return model, tok, info.get("tokenizer.chat_template"), low_rank
 
         engine._start(read, quant, compile, threads, max_batch, max_seq_len, kv_cache_mb)
         return engine
@@ -242,15 +245,16 @@ class Engine:
         _LIVE.add(self)
 
     def _build(self, read: Callable, max_seq_len: int | None) -> None:
-        model, tokenizer, chat_template = read()
+        model, tokenizer, chat_template, low_rank = read()
         self.tokenizer = tokenizer
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None) or CHATML_TEMPLATE
-        self.model = FastTransformer(model.eval(), self.quant, self.max_batch, max_seq_len)
+        self.model = FastTransformer(model.eval(), self.quant, self.max_batch, max_seq_len, low_rank)
         self.max_seq_len = self.model.max_seq_len
         self.kv_budget_tokens = int(self.kv_cache_mb * 2**20) // self.model.cache.bytes_per_token
         self.default_stop_ids = set(getattr(tokenizer, "stop_ids", None) or {tokenizer.end_of_text_id})
         self._decode_one = self._decode_many = self.model.decode
-        key = cache_key(self.model.config, self.quant, self.max_batch, self.max_seq_len, self.threads)
+        key = cache_key(self.model.config, self.quant, self.max_batch, self.max_seq_len, self.threads,
+                        self.model.low_rank)
         self.compiled = self.compile is True or (self.compile == "auto" and is_cached(key))
         if self.compiled:
             self._decode_one, self._decode_many = compile_decode(self.model, self.max_batch, key)

@@ -13,6 +13,7 @@ prefill), with three changes that only affect speed:
 
 from __future__ import annotations
 
+import functools
 import mmap
 
 import numpy as np
@@ -23,26 +24,56 @@ import torch.nn.functional as F
 from lmstack.engine.quant import QLinear, on_kernels
 from lmstack.model import Transformer, apply_rope, rope_tables
 
+LowRank = dict[str, torch.Tensor]  # "<layer>.a" (r, in) and "<layer>.b" (out, r): train/lora.py's `lora_update`
+
+
+def _stacked(block, names: list[str], prefix: str, low_rank: LowRank | None
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """The rows of several of a block's matrices as one, and, given their LoRA updates, the base
+    weights (merged minus B·A) and one low-rank pair for them all: the A's stacked, the B's on the
+    diagonal (zero rows for a matrix without an update)."""
+    lins = [functools.reduce(getattr, n.split("."), block) for n in names]  # a lazy model's are namespaces
+    w = lins[0].weight if len(lins) == 1 else torch.cat([m.weight for m in lins])
+    pairs = [(low_rank[f"{prefix}{n}.a"], low_rank[f"{prefix}{n}.b"]) if low_rank and f"{prefix}{n}.a" in low_rank
+             else None for n in names]
+    if not any(pairs):
+        return w, None
+    a = torch.cat([p[0] for p in pairs if p])
+    b = torch.zeros(w.shape[0], a.shape[0])
+    row = col = 0
+    for m, p in zip(lins, pairs, strict=True):
+        if p:
+            b[row:row + m.weight.shape[0], col:col + p[0].shape[0]] = p[1]
+            col += p[0].shape[0]
+        row += m.weight.shape[0]
+    return w.float() - b @ a, (a, b)
+
 
 class FastLayer(nn.Module):
-    def __init__(self, block, quant: str):
+    def __init__(self, block, quant: str, prefix: str = "", low_rank: LowRank | None = None):
         super().__init__()
-        a, f = block.attn, block.ffn
+        a = block.attn
         self.eps = block.attn_norm.eps
         self.register_buffer("attn_norm", block.attn_norm.weight.detach().float().clone())
         self.register_buffer("ffn_norm", block.ffn_norm.weight.detach().float().clone())
         biases = [a.wq.bias, a.wk.bias, a.wv.bias]  # Qwen2's; None for Llama
-        self.qkv = QLinear(torch.cat([a.wq.weight, a.wk.weight, a.wv.weight]), quant,
-                           bias=None if biases[0] is None else torch.cat(biases))
-        self.wo = QLinear(a.wo.weight, quant)
-        self.gate_up = QLinear(torch.cat([f.w_gate.weight, f.w_up.weight]), quant)
-        self.down = QLinear(f.w_down.weight, quant)
+
+        def layer(*names: str, bias: torch.Tensor | None = None) -> QLinear:
+            w, update = _stacked(block, list(names), prefix, low_rank)
+            return QLinear(w, quant, bias=bias, low_rank=update)
+
+        self.qkv = layer("attn.wq", "attn.wk", "attn.wv", bias=None if biases[0] is None else torch.cat(biases))
+        self.wo = layer("attn.wo")
+        self.gate_up = layer("ffn.w_gate", "ffn.w_up")
+        self.down = layer("ffn.w_down")
 
 
 class FastTransformer(nn.Module):
     """Prefill one sequence into a cache slot; decode one token for each of slots 0..B-1."""
 
-    def __init__(self, model: Transformer, quant: str = "none", max_batch: int = 8, max_seq_len: int | None = None):
+    def __init__(self, model: Transformer, quant: str = "none", max_batch: int = 8, max_seq_len: int | None = None,
+                 low_rank: LowRank | None = None):
+        """`low_rank`: a LoRA fine-tune's updates, added in float beside the quantised base weights."""
         super().__init__()
         cfg = model.config
         self.config, self.quant = cfg, quant
@@ -50,7 +81,8 @@ class FastTransformer(nn.Module):
         self.max_seq_len = min(max_seq_len or cfg.max_seq_len, cfg.max_seq_len)
         self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.eps = cfg.norm_eps
-        self.layers = nn.ModuleList(FastLayer(b, quant) for b in model.layers)
+        self.layers = nn.ModuleList(FastLayer(b, quant, f"layers.{i}.", low_rank) for i, b in enumerate(model.layers))
+        self.low_rank = sum(int(v.shape[0]) for k, v in (low_rank or {}).items() if k.endswith(".a"))
         self.register_buffer("norm", model.norm.weight.detach().float().clone())
         # The vocabulary matrix keeps 8 bits under int4 (as GGUF Q4 files keep their embeddings at
         # Q8_0): the logits are far more sensitive to it than to any layer. On SmolLM2-135M, 4 bits

@@ -50,10 +50,11 @@ class QLinear(nn.Module):
     int4 falls back to int8 for a shape the kernel cannot pack (say so via `.kind`)."""
 
     def __init__(self, weight: torch.Tensor | RowSource, quant: str = "none", group: int = INT4_GROUP,
-                 bias: torch.Tensor | None = None):
+                 bias: torch.Tensor | None = None, low_rank: tuple[torch.Tensor, torch.Tensor] | None = None):
         """`weight` is a tensor, or anything that gives blocks of its rows as `weight[i:j]` (a matrix
         still in its file): int8 reads it a block at a time, so a vocabulary matrix never exists in
-        float32 whole. A `bias` (Qwen2's Q/K/V) stays float32 and is added to the float32 output."""
+        float32 whole. A `bias` (Qwen2's Q/K/V) stays float32 and is added to the float32 output, and
+        so does `low_rank` = (A (r, n_in), B (n_out, r)): y += B (A x), a LoRA update kept in float."""
         super().__init__()
         if quant not in QUANTS:
             raise ValueError(f"unknown quantisation {quant!r}; choose from {', '.join(QUANTS)}")
@@ -64,6 +65,9 @@ class QLinear(nn.Module):
             quant = "int8"
         self.kind, self.group = quant, group
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        a, b = low_rank or (None, None)
+        self.register_buffer("lr_a", None if a is None else a.detach().float().contiguous())
+        self.register_buffer("lr_b", None if b is None else b.detach().float().contiguous())
         if quant == "none":
             self.register_buffer("weight", w[:].float().contiguous())
         elif quant == "int8":
@@ -101,6 +105,8 @@ class QLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._product(x)
+        if self.lr_a is not None:
+            y = y + F.linear(F.linear(x, self.lr_a), self.lr_b)
         return y if self.bias is None else y + self.bias
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:

@@ -80,6 +80,19 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def lora_update(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Each wrapped layer's factors by name, `<layer>.a` (r x in) and `<layer>.b` (out x r, the scale
+    folded in). Kept beside the merged weights because rounding those to 4 bits moves them by more
+    than the LoRA did (docs/security.md): a quantised engine subtracts B·A, rounds the base and adds
+    the update back in float."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, LoRALinear):
+            out[f"{name}.a"] = m.lora_a.detach().float().cpu().clone()
+            out[f"{name}.b"] = (m.lora_b.detach().float() * m.scale).cpu().clone()
+    return out
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every LoRA update into its base weight and make all parameters trainable again."""
     for module in list(model.modules()):
