@@ -256,6 +256,8 @@ def add_export(sub) -> None:
     s.add_argument("run", help="run directory, .gguf file, HF checkpoint directory or model name")
     s.add_argument("--format", default="gguf", choices=["gguf", "hf"])
     s.add_argument("--dtype", default="f32", choices=["f32", "f16", "q8_0"], help="GGUF weight type")
+    s.add_argument("--lora-adapter", action="store_true",
+                   help="instead: a LoRA run's update as a llama.cpp adapter (llama-cli -m BASE.gguf --lora FILE)")
     s.add_argument("--out")
     s.set_defaults(fn=cmd_export)
 
@@ -269,6 +271,8 @@ def cmd_export(a) -> None:
     src = resolve_model(a.run)
     if _is_vlm_run(src):
         return _cmd_export_vlm(a, src)
+    if a.lora_adapter:
+        return _cmd_export_adapter(a, src)
     model, tok, _ = load_model(src)
     if a.format == "hf":
         out = Path(a.out) if a.out else (src / "hf" if src.is_dir() else src.with_name(f"{src.stem}-hf"))
@@ -283,6 +287,24 @@ def cmd_export(a) -> None:
         out = src.with_name(f"{src.stem}-{a.dtype}.gguf")
     export_gguf(model, tok, out, a.dtype, name=f"lmstack-{src.resolve().name}")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {a.dtype})")
+
+
+def _cmd_export_adapter(a, src: Path) -> None:
+    """The factors a finished LoRA run keeps, for llama.cpp to apply beside the base file."""
+    from lmstack.io.checkpoint import load_checkpoint
+    from lmstack.io.gguf_file import export_lora_adapter
+    from lmstack.model import ModelConfig
+
+    state = load_checkpoint(src / "ckpt.pt") if src.is_dir() and (src / "ckpt.pt").exists() else {}
+    update = state.get("lora_update")
+    if not update:
+        raise LmstackError(f"{src} holds no LoRA factors: --lora-adapter takes a LoRA run finished by this version "
+                           "(`lmstack sft --lora`)")
+    out = Path(a.out) if a.out else src / "lora-adapter.gguf"
+    export_lora_adapter(update, ModelConfig.from_dict(state["model_config"]), out)
+    base = _read_run_json(src).get("base_path") or "BASE.gguf"
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(update) // 2} LoRA pairs); "
+          f"llama.cpp: llama-cli -m {base} --lora {out}")
 
 
 def _is_vlm_run(path) -> bool:
@@ -627,6 +649,8 @@ def add_vision(sub) -> None:
                    help="the vision encoder's width (its MLP is three times as wide)")
     s.add_argument("--scale-factor", type=int, default=4,
                    help="pixel shuffle: each s x s block of patches becomes one image token (2: 16 tokens a view)")
+    s.add_argument("--n-train", type=int, default=3000,
+                   help="generated training scenes of each kind (shapes, counts, text; digits are the bundled set)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     s.add_argument("--device", default="auto", type=_device)
@@ -650,7 +674,7 @@ def cmd_vision(a) -> None:
             raise LmstackError(f"--steps takes three numbers (stages 0,1,2), got {a.steps!r}") from None
         steps = {"stage0": s0, "stage1": s1, "stage2": s2}
     vision = VisionConfig(dim=a.encoder_dim, ffn_dim=3 * a.encoder_dim, scale_factor=a.scale_factor)
-    cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision,
+    cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision, n_train=a.n_train,
                             lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,
                             **stage_config(steps, a.batch_size, a.device))
     try:

@@ -53,3 +53,41 @@ def test_quantised_export_loads_in_llama_cpp(trained_gguf, tokenizer, tmp_path):
     got = greedy(llama_cpp(path, model.config.max_seq_len), tokenizer.encode("ROMEO:\n"), 16)
     assert len(got) == 16 and all(0 <= i < tokenizer.vocab_size for i in got)
     assert got[:4] == ours(model, tokenizer.encode("ROMEO:\n"), 4)  # Q8_0 keeps the likeliest tokens first
+
+
+def test_a_lora_adapter_applied_by_llama_cpp_gives_the_merged_models_tokens(trained_gguf, tokenizer, tmp_path):
+    """`lmstack export RUN --lora-adapter`: llama.cpp loads the base file and the adapter and
+    generates what the merged fine-tune generates (in llama.cpp and in lmstack), which the base
+    alone does not."""
+    import copy
+
+    from lmstack.io.gguf_file import export_lora_adapter
+    from lmstack.train.lora import LoRAConfig, apply_lora, lora_update, merge_lora
+
+    model, base_path = trained_gguf
+    tuned = copy.deepcopy(model)
+    torch.manual_seed(0)
+    apply_lora(tuned, LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=("wq", "wk", "wv", "wo", "w_gate",
+                                                                          "w_up", "w_down")))
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if "lora_b" in name:
+                p.normal_(0, 0.3)
+    update = lora_update(tuned)
+    merge_lora(tuned)
+    adapter = export_lora_adapter(update, tuned.config, tmp_path / "adapter.gguf")
+    merged = export_gguf(tuned.eval(), tokenizer, tmp_path / "merged.gguf")
+
+    p = xllamacpp.CommonParams()
+    p.model.path = str(base_path)
+    p.n_ctx, p.n_parallel, p.verbosity, p.warmup = model.config.max_seq_len, 1, 1, False
+    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = 2
+    lora = xllamacpp.CommonAdapterLoraInfo()
+    lora.path, lora.scale = str(adapter), 1.0
+    p.lora_adapters = [lora]
+    with_adapter = xllamacpp.Server(p)
+    ids = tokenizer.encode("KING:\nGood night, sweet lady")
+    want = ours(tuned, ids, 20)
+    assert greedy(llama_cpp(merged, model.config.max_seq_len), ids, 20) == want
+    assert greedy(with_adapter, ids, 20) == want
+    assert want != ours(model, ids, 20)  # the adapter changes what the base says

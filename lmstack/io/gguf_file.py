@@ -94,6 +94,35 @@ def export_gguf(model: torch.nn.Module, tok: Tokenizer, path: str | Path, dtype:
     return path
 
 
+def export_lora_adapter(update: dict[str, torch.Tensor], cfg: ModelConfig, path: str | Path) -> Path:
+    """A LoRA run's factors (train/lora.py `lora_update`) as a llama.cpp adapter file, for
+    `llama-cli -m <base>.gguf --lora <this>.gguf`: the base file stays as it was, quantised, and the
+    update is applied beside it in float, as lmstack's engine does at int4 (docs/security.md).
+    B carries the LoRA scale already, so the file's alpha equals the rank (a scale of 1)."""
+    pairs = sorted(k[:-2] for k in update if k.endswith(".a"))
+    ranks = {int(update[f"{k}.a"].shape[0]) for k in pairs}
+    if not pairs or len(ranks) != 1 or any(f"{k}.b" not in update for k in pairs):
+        raise LmstackError("a LoRA adapter needs factor pairs of one rank (<layer>.a and <layer>.b)")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        w = gguf.GGUFWriter(str(tmp), architecture(cfg))
+        w.add_type("adapter")
+        w.add_string("adapter.type", "lora")
+        w.add_float32("adapter.lora.alpha", float(ranks.pop()))
+        for layer in pairs:
+            key = f"{layer}.weight"
+            a, b = update[f"{layer}.a"].float(), update[f"{layer}.b"].float()
+            if (heads := _rope_heads(cfg, key)) is not None:  # B's rows are the matrix's output rows
+                b = pairs_to_halves(b, heads)
+            w.add_tensor(f"{gguf_name(key)}.lora_a", a.contiguous().numpy())
+            w.add_tensor(f"{gguf_name(key)}.lora_b", b.contiguous().numpy())
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    return path
+
+
 def _write_gguf(w, model, tok: Tokenizer, name: str, dtype: str, chat_template: str | None) -> None:
     cfg: ModelConfig = model.config
     w.add_name(name)
