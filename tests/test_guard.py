@@ -1,14 +1,18 @@
 """The guard: its threshold keeps the stated false-positive rate on held-out benign text, it catches
 held-out attacks, its file round-trips without pickle, and the CLI gives one-line errors."""
 
+import dataclasses
+import hashlib
 import json
+import random
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from lmstack.cli import main
 from lmstack.errors import LmstackError
-from lmstack.security import guard_data
+from lmstack.security import guard_data, guard_items
 from lmstack.security.guard import Guard, load_saved, measure, save
 from tests.guard_helpers import SMALL, small_guard
 
@@ -20,6 +24,86 @@ def test_held_out_split_shares_no_template_or_topic():
     assert not {e.topic for e in train} & {e.topic for e in held}
     assert {e.label for e in held} == set(guard_data.LABELS)
     assert guard_data.generate(50, True, seed=3) == guard_data.generate(50, True, seed=3)
+
+
+# (training-only list, the guard_data list it extends, that list's held-out salt, minimum size)
+EXTRA = [("TRAIN_JAILBREAKS", "JAILBREAKS", 6, 120), ("TRAIN_HARMFUL", "HARMFUL", 7, 60),
+         ("TRAIN_INJECTIONS", "INJECTIONS", 8, 120), ("TRAIN_ACTIONS", "ACTIONS", 9, 40),
+         ("TRAIN_DOCS", "DOC_TOPICS", 5, 60), ("TRAIN_BENIGN", None, None, 250)]
+HELD_LISTS = [("JAILBREAKS", 6), ("HARMFUL", 7), ("INJECTIONS", 8), ("ACTIONS", 9), ("CARRIERS", 4),
+              ("DOC_TOPICS", 5), ("BENIGN", 1), ("BENIGN_TOPICS", 2), ("LOOKALIKES", 3)]
+
+
+def _held_items() -> list[str]:
+    return [x for name, salt in HELD_LISTS for _, x in guard_data._parts(getattr(guard_data, name), True, salt)]
+
+
+def _fixed_text(item: str) -> str:
+    """The longest piece of an item outside its slots: what any text made from it contains."""
+    return max((p.split("}")[-1] for p in item.replace("{{", "").replace("}}", "").split("{")), key=len)
+
+
+@pytest.mark.parametrize("name, _base, _salt, least", EXTRA)
+def test_training_only_lists_are_big_enough_and_distinct(name, _base, _salt, least):
+    items = getattr(guard_items, name)
+    assert len(items) >= least and len(set(items)) == len(items)
+    assert all(isinstance(x, str) and x.strip() for x in items)
+
+
+def test_injections_include_other_languages():
+    foreign = [t for t in guard_items.TRAIN_INJECTIONS if not t.isascii()]
+    assert len(foreign) >= 25
+
+
+@pytest.mark.parametrize("name, slot", [("TRAIN_JAILBREAKS", "goal"), ("TRAIN_HARMFUL", None),
+                                        ("TRAIN_INJECTIONS", "action"), ("TRAIN_ACTIONS", None)])
+def test_training_only_templates_fill(name, slot):
+    rng = random.Random(0)
+    for t in getattr(guard_items, name):
+        if slot:
+            assert t.count("{" + slot + "}") == 1, t
+        out = guard_data._fill(t, rng, "GOAL-MARK")  # a KeyError or ValueError here is a bad slot
+        assert (out.count("GOAL-MARK") == 1) if slot else ("GOAL-MARK" not in out)
+
+
+def test_training_only_items_are_not_held_out_items():
+    held = [h.lower() for h in _held_items()]
+    for name, base, _, _ in EXTRA:
+        for x in getattr(guard_items, name):
+            assert not [h for h in held if h in x.lower()], (name, x)
+            if base:
+                assert x not in getattr(guard_data, base)
+
+
+def test_held_out_draw_uses_no_training_only_item():
+    held = guard_data.generate(2000, held_out=True, seed=0)
+    counts = Counter(e.label for e in held)
+    assert len(held) == 2000 and counts == {"benign": 1000, "jailbreak": 500, "injection": 500}
+    assert not [e for e in held if ":t" in e.template or ":t" in e.topic]
+    texts = [e.text for e in held]
+    for name, _, _, _ in EXTRA:
+        for x in getattr(guard_items, name):
+            piece = _fixed_text(x)
+            if len(piece) >= 12:
+                assert not [t for t in texts if piece in t], (name, x)
+
+
+@pytest.mark.parametrize("n, seed, digest", [(1000, 0, "bff735d9a5f612af"), (800, 1, "e1b53c34f21e1101")])
+def test_held_out_draws_are_pinned(n, seed, digest):
+    """The evaluation (seed 0) and calibration (seed 1) draws are exactly those that published
+    held-out figures were measured on; changing them makes old and new figures incomparable."""
+    rows = [dataclasses.asdict(e) for e in guard_data.generate(n, held_out=True, seed=seed)]
+    assert hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16] == digest
+
+
+def test_training_side_draws_the_training_only_lists():
+    train = guard_data.generate(4000, held_out=False, seed=0)
+    benign = [e for e in train if e.label == "benign"]
+    share = sum(e.template.startswith("benign:t") for e in benign) / len(benign)
+    assert 0.3 <= share <= 0.4
+    for label in ("jailbreak", "injection"):
+        assert any(":t" in e.template for e in train if e.label == label)
+        assert any(":t" in e.topic for e in train if e.label == label)
 
 
 def test_threshold_keeps_the_false_positive_rate_on_fresh_held_out_text():

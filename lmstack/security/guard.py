@@ -27,7 +27,7 @@ import torch
 from lmstack.checks import check_float, check_int
 from lmstack.errors import LmstackError
 from lmstack.io.files import atomic_path, read_json, write_json
-from lmstack.security import guard_data
+from lmstack.security import guard_data, guard_items
 
 MAX_CHARS = 20_000  # text beyond this is screened as its first and last halves
 
@@ -139,7 +139,7 @@ def default_cache() -> Path:
 
 def cache_key(cfg: GuardConfig) -> str:
     """What decides the weights: the generator's and the trainer's source and the config."""
-    h = hashlib.sha256(inspect.getsource(guard_data).encode())
+    h = hashlib.sha256(inspect.getsource(guard_data).encode() + inspect.getsource(guard_items).encode())
     h.update(inspect.getsource(Featurizer).encode() + inspect.getsource(train_guard).encode())
     h.update(repr(sorted(asdict(cfg).items())).encode())
     return h.hexdigest()[:16]

@@ -9,12 +9,18 @@ a discussion of security, role-play that asks for nothing harmful, documents tha
 
 Injections are what an attacker plants in data the model reads (a web page, an e-mail, a search
 passage, a tool's JSON reply); jailbreaks are what a user types to talk the model past its rules.
+
+The training side also draws on guard_items' training-only lists (more jailbreak and injection
+wording, goals, actions, documents and benign texts, tagged "t<index>"); the held-out side never
+does, and draws exactly what it drew before those lists existed.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from lmstack.security import guard_items
 
 LABELS = ("benign", "jailbreak", "injection")
 
@@ -234,8 +240,11 @@ def _held(i: int, salt: int) -> bool:
     return (i * 7 + salt) % 4 == 0
 
 
-def _parts(items: list, held_out: bool, salt: int) -> list[tuple[int, object]]:
-    return [(i, x) for i, x in enumerate(items) if _held(i, salt) == held_out]
+def _parts(items: list, held_out: bool, salt: int, extra: list | None = None) -> list[tuple[int | str, object]]:
+    """The held-out or training part of items; the training part also gets every entry of extra (a
+    training-only list from guard_items), indexed "t<i>"."""
+    part = [(i, x) for i, x in enumerate(items) if _held(i, salt) == held_out]
+    return part if held_out or not extra else part + [(f"t{i}", x) for i, x in enumerate(extra)]
 
 
 def _dress(rng: random.Random, text: str) -> str:
@@ -258,26 +267,35 @@ def _fill(template: str, rng: random.Random, topic: str) -> str:
 
 def _benign(rng: random.Random, held_out: bool) -> Example:
     kind = rng.random()
-    if kind < 0.45:
+    # training: about 35% from guard_items.TRAIN_BENIGN, the rest as on the held-out side, scaled down
+    cut = (0.0, 0.45, 0.75) if held_out else (0.35, 0.6425, 0.8375)
+    if kind < cut[0]:
+        bi = rng.randrange(len(guard_items.TRAIN_BENIGN))
+        return Example(_dress(rng, guard_items.TRAIN_BENIGN[bi]), "benign", f"benign:t{bi}", f"benign:t{bi}")
+    if kind < cut[1]:
         (ti, t), (pi, p) = rng.choice(_parts(BENIGN, held_out, 1)), rng.choice(_parts(BENIGN_TOPICS, held_out, 2))
         return Example(_dress(rng, t.format(topic=p)), "benign", f"benign:{ti}", f"benign:{pi}")
-    if kind < 0.75:
+    if kind < cut[2]:
         li, text = rng.choice(_parts(LOOKALIKES, held_out, 3))
         return Example(_dress(rng, text), "benign", f"lookalike:{li}", f"lookalike:{li}")
     # a document with no injection: what a tool result usually is
-    (ci, c), (di, d) = rng.choice(_parts(CARRIERS, held_out, 4)), rng.choice(_parts(DOC_TOPICS, held_out, 5))
-    (_, d2) = rng.choice(_parts(DOC_TOPICS, held_out, 5))
+    docs = _parts(DOC_TOPICS, held_out, 5, guard_items.TRAIN_DOCS)
+    (ci, c), (di, d) = rng.choice(_parts(CARRIERS, held_out, 4)), rng.choice(docs)
+    (_, d2) = rng.choice(docs)
     return Example(c.format(doc=d, inj=d2), "benign", f"document:{ci}", f"doc:{di}")
 
 
 def _jailbreak(rng: random.Random, held_out: bool) -> Example:
-    (ti, t), (gi, g) = rng.choice(_parts(JAILBREAKS, held_out, 6)), rng.choice(_parts(HARMFUL, held_out, 7))
+    (ti, t), (gi, g) = (rng.choice(_parts(JAILBREAKS, held_out, 6, guard_items.TRAIN_JAILBREAKS)),
+                        rng.choice(_parts(HARMFUL, held_out, 7, guard_items.TRAIN_HARMFUL)))
     return Example(_dress(rng, _fill(t, rng, g)), "jailbreak", f"jailbreak:{ti}", f"harmful:{gi}")
 
 
 def _injection(rng: random.Random, held_out: bool) -> Example:
-    (ti, t), (ai, a) = rng.choice(_parts(INJECTIONS, held_out, 8)), rng.choice(_parts(ACTIONS, held_out, 9))
-    (_, c), (_, d) = rng.choice(_parts(CARRIERS, held_out, 4)), rng.choice(_parts(DOC_TOPICS, held_out, 5))
+    (ti, t), (ai, a) = (rng.choice(_parts(INJECTIONS, held_out, 8, guard_items.TRAIN_INJECTIONS)),
+                        rng.choice(_parts(ACTIONS, held_out, 9, guard_items.TRAIN_ACTIONS)))
+    (_, c), (_, d) = (rng.choice(_parts(CARRIERS, held_out, 4)),
+                      rng.choice(_parts(DOC_TOPICS, held_out, 5, guard_items.TRAIN_DOCS)))
     inj = _fill(t, rng, _fill(a, rng, ""))
     text = inj if rng.random() < 0.2 else c.format(doc=d, inj=inj)
     return Example(text, "injection", f"injection:{ti}", f"action:{ai}")

@@ -326,7 +326,8 @@ class _Trainer:
                          "batches")
         elif cfg.fsdp:
             self.say("note: --fsdp shards across the processes torchrun starts; one process trains unsharded")
-        if device == "cpu" and cfg.precision == "auto" and cpu_has_amx():
+        big = sum(p.numel() for p in model.parameters()) >= 20_000_000  # small matmuls gain nothing from bf16
+        if device == "cpu" and cfg.precision == "auto" and big and cpu_has_amx():
             self.say("note: this CPU has AMX: --precision bf16 trains faster (autocast); fp32 is the default")
         self.data = data
         model.to(device)
