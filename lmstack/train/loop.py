@@ -123,8 +123,9 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool, resume_hint: str
 
 def resolve_precision(precision: str, device: str) -> str:
     """What `auto` means on this device. bf16 pays where the matmul units run it natively: tensor cores,
-    and CPUs with AMX (about 8x fp32 matmuls, 1.8x a LoRA step of SmolLM2); without AMX a CPU runs bf16
-    slower than fp32, and fp32 is what every CPU figure was measured at, so a CPU gets bf16 only on request."""
+    and CPUs with AMX (7.5x fp32 matmuls, 1.85x a LoRA step of SmolLM2: bench/train_precision.py);
+    without AMX a CPU runs bf16 slower than fp32, and fp32 is what every CPU figure was measured at,
+    so a CPU gets bf16 only on request."""
     if precision != "auto":
         return precision
     return "bf16" if device.startswith("cuda") else "fp32"
