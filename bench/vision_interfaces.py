@@ -61,7 +61,8 @@ def serving(app):
 
 def held_out(run: Path, vision, per_type: int) -> list[tuple]:
     info = json.loads((run / "run.json").read_text())
-    data = build_data(vision.vlm.config.vision.image_size, info["seed"], info["n_train"], info["n_val"])
+    data = build_data(vision.vlm.config.vision.image_size, info["seed"], info["n_train"], info["n_val"],
+                      mix=info.get("mix"))
     by_type: dict[str, list] = {}
     for s in data.val:
         for kind, q, _ in s.qa:

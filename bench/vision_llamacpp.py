@@ -45,7 +45,7 @@ def main() -> None:
         export_pair(run)
     vlm, tok = load_pair(run / "model.gguf", run / "mmproj.gguf")
     info = json.loads((run / "run.json").read_text())
-    data = build_data(vlm.config.vision.image_size, info["seed"], info["n_train"], info["n_val"])
+    data = build_data(vlm.config.vision.image_size, info["seed"], info["n_train"], info["n_val"], mix=info.get("mix"))
     by_type: dict[str, list] = {}
     for s in data.val:
         for kind, q, _ in s.qa:

@@ -651,6 +651,8 @@ def add_vision(sub) -> None:
                    help="pixel shuffle: each s x s block of patches becomes one image token (2: 16 tokens a view)")
     s.add_argument("--n-train", type=int, default=3000,
                    help="generated training scenes of each kind (shapes, counts, text; digits are the bundled set)")
+    s.add_argument("--mix", help="times --n-train per kind, and how often the bundled digits repeat: "
+                                 "e.g. digit=3,shape=1,count=2,text=4 (default: the package's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     s.add_argument("--device", default="auto", type=_device)
@@ -662,7 +664,7 @@ def cmd_vision(a) -> None:
 
     from lmstack.train.lora import LoRAConfig
     from lmstack.vision.encoder import VisionConfig
-    from lmstack.vision.train import VisionTrainConfig, stage_config, train_vlm
+    from lmstack.vision.train import DEFAULT_MIX, VisionTrainConfig, stage_config, train_vlm
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -674,7 +676,15 @@ def cmd_vision(a) -> None:
             raise LmstackError(f"--steps takes three numbers (stages 0,1,2), got {a.steps!r}") from None
         steps = {"stage0": s0, "stage1": s1, "stage2": s2}
     vision = VisionConfig(dim=a.encoder_dim, ffn_dim=3 * a.encoder_dim, scale_factor=a.scale_factor)
+    mix = {}
+    for part in (a.mix.split(",") if a.mix else []):
+        kind, _, times = part.partition("=")
+        try:
+            mix[kind.strip()] = int(times)
+        except ValueError:
+            raise LmstackError(f"--mix takes kind=times pairs, got {part!r}") from None
     cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision, n_train=a.n_train,
+                            mix={**DEFAULT_MIX, **mix},
                             lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,
                             **stage_config(steps, a.batch_size, a.device))
     try:

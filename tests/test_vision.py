@@ -196,6 +196,26 @@ def test_held_out_split_is_by_image(data):
     assert all(np.array_equal(a.image, b.image) and a.qa == b.qa for a, b in zip(data.val, again.val, strict=True))
 
 
+def test_mix_weights_the_training_side_by_kind_and_leaves_the_held_out_side_unseen(data):
+    """mix multiplies each kind's training scenes and repeats the bundled digits; every held-out
+    image is still one training never shows (more scenes of a kind can only drop held-out ones)."""
+    from lmstack.vision.train import VisionTrainConfig
+
+    mixed = build_data(24, seed=0, n_train=40, n_val=8, mix={"digit": 2, "text": 3})
+    kinds = lambda d: {k: sum(s.kind == k for s in d.train) for k in ("digit", "shape", "count", "text")}
+    plain, more = kinds(data), kinds(mixed)
+    assert more == {"digit": 2 * plain["digit"], "shape": 40, "count": 40, "text": 120}
+    assert [s.caption for s in mixed.train if s.kind == "text"][:40] == [s.caption for s in data.train
+                                                                         if s.kind == "text"]
+    seen = {s.image.tobytes() for s in mixed.train}
+    assert not any(s.image.tobytes() in seen for s in mixed.val)
+    assert {s.image.tobytes() for s in mixed.val} <= {s.image.tobytes() for s in data.val}
+    with pytest.raises(LmstackError, match="unknown kind 'faces'"):
+        VisionTrainConfig(mix={"faces": 2})
+    with pytest.raises(LmstackError, match=r"mix\[text\]"):
+        VisionTrainConfig(mix={"text": 0})
+
+
 @pytest.fixture(scope="module")
 def vrun(vtok, vlm, tmp_path_factory):
     """A vision run directory as lmstack vision train leaves it (untrained weights)."""
@@ -247,6 +267,9 @@ def test_cli_bad_input(vrun, data, tmp_path, capsys):
     assert "one question about one image" in _fails(capsys, ["chat", "--model", str(vrun), "What?"])
     assert "three numbers" in _fails(capsys, ["vision", "train", "--steps", "1,2", "--out", str(tmp_path / "v")])
     assert "scale_factor 3" in _fails(capsys, ["vision", "train", "--scale-factor", "3", "--out", str(tmp_path / "v")])
+    assert "kind=times" in _fails(capsys, ["vision", "train", "--mix", "text:3", "--out", str(tmp_path / "v")])
+    assert "unknown kind 'faces'" in _fails(capsys, ["vision", "train", "--mix", "faces=2", "--out",
+                                                     str(tmp_path / "v")])
 
 
 @pytest.mark.parametrize("scale", [2, 1])

@@ -160,16 +160,19 @@ def scene_samples(kind: str, n: int, seed: int, size: int) -> list[Sample]:
     return [SCENES[kind](rng, size) for _ in range(n)]
 
 
-def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, val_digits: float = 0.2
-               ) -> VisionData:
-    """Train and held-out samples of every kind; held-out images never appear in training."""
+def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, val_digits: float = 0.2,
+               mix: dict[str, int] | None = None) -> VisionData:
+    """Train and held-out samples of every kind; held-out images never appear in training. `mix`
+    multiplies the training side per kind: n_train * mix[kind] scenes of each generated kind, and the
+    bundled digits mix["digit"] times over (None: one of each)."""
+    mix = {"digit": 1, **{k: 1 for k in SCENES}, **(mix or {})}
     digits = digit_samples(size)
     perm = np.random.default_rng([seed, 99]).permutation(len(digits))
     n_dv = int(round(val_digits * len(digits)))
-    train = [digits[i] for i in perm[n_dv:]]
+    train = [digits[i] for i in perm[n_dv:]] * mix["digit"]
     val = [digits[i] for i in perm[:n_dv]]
     for kind in SCENES:
-        train += scene_samples(kind, n_train, 2 * seed, size)
+        train += scene_samples(kind, n_train * mix[kind], 2 * seed, size)
         seen = {_key(s.image) for s in train}
         val += [s for s in scene_samples(kind, n_val, 2 * seed + 1, size) if _key(s.image) not in seen]
     return VisionData(train, val)

@@ -22,7 +22,7 @@ from lmstack.vision.train import load_vlm
 def evaluate_vlm(run_dir: str | Path, limit: int = 0, progress: bool = True) -> dict:
     vlm, tok, info = load_vlm(run_dir)
     data = build_data(vlm.config.vision.image_size, info.get("seed", 0), info.get("n_train", 3000),
-                      info.get("n_val", 300))
+                      info.get("n_val", 300), mix=info.get("mix"))
     val = data.val if not limit else data.val[::max(1, len(data.val) // limit)]
     items = [(s.image, q, a, kind) for s in val for kind, q, a in s.qa]
     items += [(s.image, CAPTION_PROMPT, s.caption, "caption") for s in val]

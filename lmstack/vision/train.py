@@ -29,7 +29,7 @@ from lmstack.io.tokenizer import Tokenizer, train_tokenizer
 from lmstack.model import Transformer, preset
 from lmstack.train.loop import TrainConfig, TrainResult, resolve_device, train
 from lmstack.train.lora import LoRAConfig, apply_lora, merge_lora
-from lmstack.vision.data import VisionData, build_data
+from lmstack.vision.data import SCENES, VisionData, build_data
 from lmstack.vision.encoder import VisionConfig
 from lmstack.vision.rows import ImageRows, chat, pairs
 from lmstack.vision.vlm import IMAGE_PAD, VLM, VLMConfig, add_image_tokens
@@ -42,6 +42,7 @@ def _stage(steps: int, batch: int, lr: float, **kw) -> TrainConfig:
 
 
 DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 6000}
+DEFAULT_MIX = {"digit": 1, "shape": 1, "count": 1, "text": 1}
 DEFAULT_LR = {"stage0": 3e-3, "stage1": 2e-3, "stage2": 2e-3}
 
 
@@ -61,7 +62,9 @@ class VisionTrainConfig:
     # 0: room for the longest caption beside both views' image tokens: 64 for the small model at 4 tokens
     # a view, 128 for a real base (its template adds a system prompt)
     seq_len: int = 0
-    n_train: int = 3000  # generated training scenes of each kind (digits: the bundled set)
+    n_train: int = 3000  # generated training scenes of each kind, times mix[kind] (digits: the bundled set)
+    # how many times n_train of each kind, the bundled digits repeated mix["digit"] times (data.build_data)
+    mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))
     n_val: int = 300
     seed: int = 0
     lora: LoRAConfig | None = None  # for a real base: LoRA on the language side in stage 2
@@ -76,6 +79,10 @@ class VisionTrainConfig:
         check_int("vocab_size", self.vocab_size, 1)
         check_int("n_train", self.n_train, 1)
         check_int("n_val", self.n_val, 1)
+        for kind, times in self.mix.items():
+            if kind not in ("digit", *SCENES):
+                raise ConfigError(f"mix: unknown kind {kind!r} (digit, {', '.join(SCENES)})")
+            check_int(f"mix[{kind}]", times, 1)
         if self.base is not None and not (isinstance(self.base, str) and self.base):
             raise ConfigError(f"base must name a model, got {self.base!r}")
 
@@ -154,7 +161,7 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
     for tc in (cfg.stage0, cfg.stage1, cfg.stage2):
         resolve_device(tc.device)
     t0 = time.perf_counter()
-    data = build_data(cfg.vision.image_size, cfg.seed, cfg.n_train, cfg.n_val)
+    data = build_data(cfg.vision.image_size, cfg.seed, cfg.n_train, cfg.n_val, mix=cfg.mix)
     vlm, tok, template = build_model(cfg, data)
     if template:
         tok.chat_template = template
@@ -188,7 +195,7 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
         merge_lora(vlm.lm)
     save_vlm(vlm, run_dir)
     info = {"kind": "vlm", "base": cfg.base, "chat_template": template, "seq_len": cfg.seq_len,
-            "seed": cfg.seed, "n_train": cfg.n_train, "n_val": cfg.n_val, "lm_preset": cfg.lm_preset,
+            "seed": cfg.seed, "n_train": cfg.n_train, "mix": cfg.mix, "n_val": cfg.n_val, "lm_preset": cfg.lm_preset,
             "lora": asdict(cfg.lora) if cfg.lora else None, "model_config": vlm.config.to_dict(),
             "params": vlm.num_params(), "image_tokens": 2 * cfg.vision.tokens_per_view,
             "stages": {k: {"steps": r.step, "train_seconds": r.wall_time, "final_loss": r.final_train_loss,
