@@ -186,3 +186,30 @@ def test_cli_errors_are_one_line(argv, msg, capsys):
 
 def test_small_config_is_what_the_helper_trains():
     assert small_guard().cfg == SMALL and SMALL.params() <= 5_000_000
+
+
+def test_smollm2_features_guard_trains_scores_and_round_trips(tmp_path):
+    """The head on SmolLM2's hidden states behind the same API (here on few texts): it separates
+    held-out attacks from benign text, saves its standardisation beside its weights and reloads to
+    the same scores; a file whose shift does not fit is refused."""
+    from lmstack.security.guard import GuardConfig, train_guard
+
+    cfg = GuardConfig(features="smollm2", n_train=96, n_calibrate=64, c=1.0, max_iter=500)
+    g = train_guard(cfg)
+    assert g.weight.shape == (3, 576) and cfg.params() == 1731
+    held = guard_data.generate(120, held_out=True, seed=0)
+    scores = 1 - g.scores([e.text for e in held])[:, 0]
+    assert measure(scores, np.array([e.label != "benign" for e in held]), g.threshold)["roc_auc"] > 0.9
+    save(g, tmp_path / "g")
+    again = load_saved(tmp_path / "g", cfg)
+    texts = [e.text for e in held[:6]]
+    assert np.allclose(again.scores(texts), g.scores(texts), atol=1e-5)
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(tmp_path / "g" / "guard.safetensors"))
+    tensors["shift"] = tensors["shift"][:10]
+    save_file(tensors, str(tmp_path / "g" / "guard.safetensors"))
+    with pytest.raises(LmstackError, match="not a valid guard"):
+        load_saved(tmp_path / "g")
+    with pytest.raises(LmstackError, match="features"):
+        GuardConfig(features="bert")

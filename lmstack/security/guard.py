@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmstack.checks import check_float, check_int
+from lmstack.checks import check_choice, check_float, check_int
 from lmstack.errors import LmstackError
 from lmstack.io.files import atomic_path, read_json, write_json
 from lmstack.security import guard_data, guard_items
@@ -32,9 +32,18 @@ from lmstack.security import guard_data, guard_items
 MAX_CHARS = 20_000  # text beyond this is screened as its first and last halves
 
 
+FEATURES = ("ngrams", "smollm2")
+LM_FEATURES = "smollm2-135m-instruct"  # the frozen model whose hidden states the smollm2 guard reads
+
+
 @dataclass(frozen=True)
 class GuardConfig:
+    """features: "ngrams" (hashed n-grams, trained from scratch: fast, no other model) or "smollm2"
+    (a logistic regression on SmolLM2-135M's mean-pooled hidden states at `layer`: carries over to
+    wording of its own far better, at a forward pass per text; docs/security.md)."""
+    features: str = "ngrams"
     buckets_log2: int = 18
+    layer: int = 15
     n_train: int = 12_000
     n_calibrate: int = 4_000
     c: float = 10.0  # inverse L2 strength of the logistic regression
@@ -42,7 +51,17 @@ class GuardConfig:
     target_fpr: float = 0.01  # the share of held-out benign text the threshold lets through as flagged
     seed: int = 0
 
+    @classmethod
+    def named(cls, features: str) -> GuardConfig:
+        """The measured settings of each kind (the smollm2 head sees fewer texts: features cost a forward pass)."""
+        check_choice("guard features", features, FEATURES)
+        if features == "smollm2":
+            return cls(features="smollm2", n_train=1200, n_calibrate=800, c=1.0, max_iter=1000)
+        return cls()
+
     def __post_init__(self) -> None:
+        check_choice("features", self.features, FEATURES)
+        check_int("layer", self.layer, 1, 30)
         check_int("buckets_log2", self.buckets_log2, 10, 24)
         check_int("n_train", self.n_train, 8)
         check_int("n_calibrate", self.n_calibrate, 8)
@@ -50,8 +69,11 @@ class GuardConfig:
         check_float("c", self.c, 0, lo_open=True)
         check_float("target_fpr", self.target_fpr, 0, 1, lo_open=True, hi_open=True)
 
+    def n_features(self) -> int:
+        return 576 if self.features == "smollm2" else 1 << self.buckets_log2  # SmolLM2-135M's width
+
     def params(self) -> int:
-        return ((1 << self.buckets_log2) + 1) * len(guard_data.LABELS)
+        return (self.n_features() + 1) * len(guard_data.LABELS)
 
 
 @dataclass(frozen=True)
@@ -85,16 +107,52 @@ class Featurizer:
         return (x.multiply(1 / norms[:, None])).tocsr()
 
 
+class LMFeatures:
+    """Text -> the mean of a frozen SmolLM2's hidden states at one layer over the text's first 64
+    tokens, standardised (shift and scale learnt with the head)."""
+
+    def __init__(self, layer: int, max_tokens: int = 64):
+        from lmstack.io.models import resolve_model
+        from lmstack.load import load_model
+
+        self.model, self.tok, _ = load_model(resolve_model(LM_FEATURES))
+        self.layer, self.max_tokens = layer, max_tokens
+        self.shift: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+
+    @torch.no_grad()
+    def pooled(self, texts: list[str], batch: int = 16) -> np.ndarray:
+        m, out = self.model, []
+        for i in range(0, len(texts), batch):
+            chunk = [t[:MAX_CHARS].encode("utf-8", "replace").decode("utf-8") for t in texts[i:i + batch]]
+            ids = [self.tok.encode(t)[:self.max_tokens] or [self.tok.end_of_text_id] for t in chunk]
+            T = max(map(len, ids))
+            idx = torch.tensor([x + [0] * (T - len(x)) for x in ids])  # right padding: causal, so harmless
+            mask = torch.tensor([[1.0] * len(x) + [0.0] * (T - len(x)) for x in ids])[..., None]
+            x = m.tok_embeddings(idx)
+            for layer in m.layers[:self.layer]:
+                x = layer(x, m.rope_cos[:T], m.rope_sin[:T])
+            out.append(((x * mask).sum(1) / mask.sum(1)).float().numpy())
+        return np.concatenate(out)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return (self.pooled(texts) - self.shift) / self.scale
+
+
 class Guard:
     """A trained guard: check(text) -> Verdict. Load with Guard.load() (trains on first use)."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, cfg: GuardConfig, threshold: float,
-                 info: dict | None = None):
-        self.weight = np.ascontiguousarray(weight, dtype=np.float32)  # (3, buckets)
+                 info: dict | None = None, norm: tuple[np.ndarray, np.ndarray] | None = None):
+        self.weight = np.ascontiguousarray(weight, dtype=np.float32)  # (3, features)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)  # (3,)
         self.cfg, self.threshold = cfg, threshold
         self.info = info or {}
-        self.featurize = Featurizer(cfg.buckets_log2)
+        if cfg.features == "smollm2":
+            self.featurize = LMFeatures(cfg.layer)
+            self.featurize.shift, self.featurize.scale = norm
+        else:
+            self.featurize = Featurizer(cfg.buckets_log2)
 
     def scores(self, texts: list[str]) -> np.ndarray:
         """(len(texts), 3) class probabilities, in guard_data.LABELS order."""
@@ -140,7 +198,8 @@ def default_cache() -> Path:
 def cache_key(cfg: GuardConfig) -> str:
     """What decides the weights: the generator's and the trainer's source and the config."""
     h = hashlib.sha256(inspect.getsource(guard_data).encode() + inspect.getsource(guard_items).encode())
-    h.update(inspect.getsource(Featurizer).encode() + inspect.getsource(train_guard).encode())
+    h.update(inspect.getsource(Featurizer).encode() + inspect.getsource(LMFeatures).encode()
+             + inspect.getsource(train_guard).encode())
     h.update(repr(sorted(asdict(cfg).items())).encode())
     return h.hexdigest()[:16]
 
@@ -152,10 +211,16 @@ def train_guard(cfg: GuardConfig) -> Guard:
 
     t0 = time.perf_counter()
     train = guard_data.generate(cfg.n_train, held_out=False, seed=cfg.seed)
-    x = Featurizer(cfg.buckets_log2)([e.text for e in train])
+    texts, norm = [e.text for e in train], None
+    if cfg.features == "smollm2":
+        pooled = LMFeatures(cfg.layer).pooled(texts)
+        norm = (pooled.mean(0), pooled.std(0) + 1e-6)
+        x = (pooled - norm[0]) / norm[1]
+    else:
+        x = Featurizer(cfg.buckets_log2)(texts)
     y = np.array([guard_data.LABELS.index(e.label) for e in train])
     model = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter).fit(x, y)
-    guard = Guard(model.coef_, model.intercept_, cfg, threshold=0.5)
+    guard = Guard(model.coef_, model.intercept_, cfg, threshold=0.5, norm=norm)
     guard.threshold = calibrate(guard, cfg)
     guard.info = {"train_seconds": round(time.perf_counter() - t0, 2), "params": cfg.params(),
                   "train_examples": len(train)}
@@ -176,7 +241,11 @@ def save(guard: Guard, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "guard.safetensors") as tmp:
-        save_file({"weight": torch.from_numpy(guard.weight), "bias": torch.from_numpy(guard.bias)}, str(tmp))
+        tensors = {"weight": torch.from_numpy(guard.weight), "bias": torch.from_numpy(guard.bias)}
+        if isinstance(guard.featurize, LMFeatures):
+            tensors |= {"shift": torch.from_numpy(np.asarray(guard.featurize.shift, np.float32)),
+                        "scale": torch.from_numpy(np.asarray(guard.featurize.scale, np.float32))}
+        save_file(tensors, str(tmp))
     write_json(folder / "guard.json", {"config": asdict(guard.cfg), "threshold": guard.threshold, **guard.info})
 
 
@@ -190,13 +259,19 @@ def load_saved(folder: Path, cfg: GuardConfig | None = None) -> Guard:
         threshold = float(meta["threshold"])
         tensors = load_file(str(folder / "guard.safetensors"))
         weight, bias = tensors["weight"].numpy(), tensors["bias"].numpy()
-        if weight.shape != (len(guard_data.LABELS), 1 << saved.buckets_log2) or bias.shape != (weight.shape[0],):
+        if weight.shape != (len(guard_data.LABELS), saved.n_features()) or bias.shape != (weight.shape[0],):
             raise ValueError(f"weight {tuple(weight.shape)} and bias {tuple(bias.shape)} do not fit the config")
+        norm = None
+        if saved.features == "smollm2":
+            norm = (tensors["shift"].numpy(), tensors["scale"].numpy())
+            if norm[0].shape != (saved.n_features(),) or norm[1].shape != norm[0].shape:
+                raise ValueError("shift and scale do not fit the config")
     except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError) as e:
         raise LmstackError(f"{folder}: not a valid guard ({type(e).__name__}: {str(e)[:200]})") from None
     if cfg is not None and saved != cfg:
         raise LmstackError(f"{folder}: the guard there was trained with a different config")
-    return Guard(weight, bias, saved, threshold, {k: v for k, v in meta.items() if k not in ("config", "threshold")})
+    return Guard(weight, bias, saved, threshold, {k: v for k, v in meta.items() if k not in ("config", "threshold")},
+                 norm)
 
 
 def measure(scores: np.ndarray, is_attack: np.ndarray, threshold: float, fpr: float = 0.01) -> dict:

@@ -48,7 +48,7 @@ def load_entries(specs: list[str], quant: str = "auto", threads: int | None = No
 def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: str = "auto",
           threads: int | None = None, max_batch: int = 32, compile: bool | str = "auto",
           kv_cache_mb: float | None = None, tools: str | None = None, docs: str | None = None,
-          api_key_file: str | None = None, limits: Limits | None = None, guard: bool = False) -> None:
+          api_key_file: str | None = None, limits: Limits | None = None, guard: bool | str = False) -> None:
     """Load the models and the tools, then serve until stopped. Everything a flag names is checked
     (and the documents indexed) before the first model is loaded."""
     import uvicorn
@@ -61,10 +61,10 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: st
     limits.check()
     toolset = builtin_tools(tools or [], docs)
     screen = None
-    if guard:
-        from lmstack.security.guard import Guard
+    if guard:  # True or "ngrams": the default guard; "smollm2": the head on SmolLM2's hidden states
+        from lmstack.security.guard import Guard, GuardConfig
 
-        screen = Guard.load(quiet=False)
+        screen = Guard.load(GuardConfig.named("ngrams" if guard is True else guard), quiet=False)
     entries = load_entries(specs, quant, threads, max_batch, compile, kv_cache_mb)
     app = create_app(entries, tools=toolset, limits=limits, guard=screen)
     names = ", ".join(f"{e.name} ({e.engine.quant}{', compiled' if e.engine.compiled else ''})" for e in entries)
