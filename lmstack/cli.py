@@ -223,6 +223,8 @@ def add_train(sub) -> None:
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=int)
     s.add_argument("--rope-theta", type=float)
     s.add_argument("--untied", action="store_true", help="separate output matrix")
+    s.add_argument("--copy-fraction", type=float, default=0.0,
+                   help="share of training rows with a span shuffled in place and repeated at the end")
     s.add_argument("--resume", action="store_true", help="continue from the run's checkpoint, exactly")
     s.add_argument("--overwrite", action="store_true", help="start over in a run directory that has a checkpoint")
     _add_train_flags(s)
@@ -235,7 +237,8 @@ def cmd_train(a) -> None:
     overrides = {k: getattr(a, k) for k in (*MODEL_FLAGS, "rope_theta") if getattr(a, k) is not None}
     if a.untied:
         overrides["tie_embeddings"] = False
-    cfg = PretrainConfig(out_dir=a.out, data=DataConfig(a.data, a.vocab_size, a.tokenizer), preset=a.preset,
+    cfg = PretrainConfig(out_dir=a.out, data=DataConfig(a.data, a.vocab_size, a.tokenizer,
+                                                              copy_fraction=a.copy_fraction), preset=a.preset,
                          model_overrides=overrides, train=_train_config(a))
     r = pretrain(cfg, resume=a.resume, overwrite=a.overwrite)
     state = "stopped early (resume with --resume)" if r.interrupted else "done"

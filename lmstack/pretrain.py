@@ -32,6 +32,7 @@ class DataConfig:
     tokenizer: str | None = None  # an existing tokenizer.json instead of training one
     val_fraction: float = 0.05
     split_seed: int = 0
+    copy_fraction: float = 0.0  # share of training rows that repeat a shuffled span of themselves (shards.py)
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source:
@@ -40,6 +41,7 @@ class DataConfig:
             check_int("vocab_size", self.vocab_size, 256 + len(SPECIAL_TOKENS), 1 << 20)
         check_float("val_fraction", self.val_fraction, 0, 1, lo_open=True, hi_open=True)
         check_int("split_seed", self.split_seed, 0)
+        check_float("copy_fraction", self.copy_fraction, 0, 1)
 
 
 @dataclass
@@ -112,7 +114,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, o
     check_run_dir(run_dir, resume, overwrite)
     if resume and run_json.exists():
         saved = read_json(run_json, "run file")
-        if not isinstance(saved, dict) or saved.get("data") != asdict(cfg.data):
+        saved_data = {"copy_fraction": 0.0, **saved["data"]} if isinstance(saved, dict) and isinstance(
+            saved.get("data"), dict) else None  # runs from before copy rows had none
+        if saved_data != asdict(cfg.data):
             raise LmstackError(f"{run_dir} was trained on different data settings: "
                                f"{saved.get('data') if isinstance(saved, dict) else saved!r}")
     resolve_device(cfg.train.device)  # an absent device is an error now, not after tokenizing
@@ -123,7 +127,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, o
     if not cluster.is_main:
         tok, data_dir = prepare_data(cfg.data, run_dir, quiet=True, reuse=True, write=False)
     model = build_model(cfg, tok.vocab_size)
-    data = Batches(data_dir, model.config.max_seq_len, cfg.train.batch_size, seed=cfg.train.seed)
+    data = Batches(data_dir, model.config.max_seq_len, cfg.train.batch_size, seed=cfg.train.seed,
+                   copy_fraction=cfg.data.copy_fraction)
     if cluster.is_main:
         write_json(run_json, {**asdict(cfg), "data_dir": str(data_dir), "model_config": model.config.to_dict(),
                               "world_size": cluster.world_size, "params": model.num_params(),

@@ -80,3 +80,41 @@ def test_cached_dataset_is_reused_and_a_held_out_only_one_has_no_train_split(cor
     assert len(TokenSplit.open(whole, "val")) == n_tokens
     with pytest.raises(LmstackError, match="train split .* is empty"):
         TokenSplit.open(whole, "train")
+
+
+def _planted(row: np.ndarray, plain: np.ndarray) -> tuple[int, int] | None:
+    """(start, length) when row is plain with plain[start:start+length] shuffled in place and that
+    shuffled span repeated as the row's tail; None when it is not."""
+    n = len(row)
+    for length in range(16, n // 2 + 1):
+        keep = n - length
+        for start in range(keep - length + 1):
+            span = row[start : start + length]
+            shuffled = np.array_equal(np.sort(span), np.sort(plain[start : start + length]))
+            if (np.array_equal(row[keep:], span) and shuffled
+                    and np.array_equal(row[:start], plain[:start])
+                    and np.array_equal(row[start + length : keep], plain[start + length : keep])):
+                return start, length
+    return None
+
+
+def test_copy_rows_plant_a_shuffled_span_and_repeat_it_deterministically_in_every_world_size(dataset):
+    b = Batches(dataset, 64, 8, seed=2, copy_fraction=0.5)
+    plain = Batches(dataset, 64, 8, seed=2)
+    x, y = b.get(3)
+    px, py = plain.get(3)
+    assert np.array_equal(x[:, 1:], y[:, :-1])
+    row = np.concatenate([x.numpy(), y.numpy()[:, -1:]], axis=1)  # the whole 65-token window
+    prow = np.concatenate([px.numpy(), py.numpy()[:, -1:]], axis=1)
+    changed = [i for i in range(8) if not np.array_equal(row[i], prow[i])]
+    assert 0 < len(changed) < 8  # some rows, not all
+    for i in changed:  # a span shuffled in place, and repeated as the tail
+        assert _planted(row[i], prow[i]) is not None
+    assert _planted(prow[0], prow[1]) is None  # the check can fail
+
+    again = Batches(dataset, 64, 8, seed=2, copy_fraction=0.5)
+    assert np.array_equal(again.get(3)[0], x)
+    halves = [Batches(dataset, 64, 4, seed=2, copy_fraction=0.5).shard(r, 2).get(3)[0] for r in range(2)]
+    assert np.array_equal(np.concatenate(halves), x)  # two ranks see the one-process batch
+    vx, _ = next(b.val_batches(1))
+    assert np.array_equal(vx, next(plain.val_batches(1))[0])  # validation stays plain text

@@ -170,3 +170,28 @@ def test_ctrl_c_checkpoints_and_resume_finishes(corpus_dir, tmp_path):
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert load_checkpoint(out / "ckpt.pt")["step"] == step + 3
+
+
+def test_copy_rows_are_a_data_setting_that_resume_checks(corpus_dir, tokenizer, tmp_path):
+    from dataclasses import replace
+
+    from lmstack.pretrain import DataConfig, PretrainConfig, pretrain
+
+    tok_path = tmp_path / "tokenizer.json"
+    tokenizer.save(tok_path)
+    data = DataConfig(str(corpus_dir / "*.txt"), tokenizer.vocab_size, str(tok_path), copy_fraction=0.5)
+    shape = {"dim": 32, "n_layers": 1, "n_heads": 2, "n_kv_heads": 1, "ffn_dim": 64, "max_seq_len": 64}
+    tc = TrainConfig(steps=2, batch_size=2, eval_every=0, ckpt_every=1, device="cpu")
+    cfg = PretrainConfig(str(tmp_path / "run"), data, "nano", shape, tc)
+    pretrain(cfg, progress=False)
+    run_json = tmp_path / "run" / "run.json"
+    assert json.loads(run_json.read_text())["data"]["copy_fraction"] == 0.5
+    with pytest.raises(LmstackError, match="different data settings"):
+        pretrain(replace(cfg, data=replace(data, copy_fraction=0.0)), resume=True, progress=False)
+    saved = json.loads(run_json.read_text())
+    del saved["data"]["copy_fraction"]  # a run from before copy rows existed had none
+    run_json.write_text(json.dumps(saved))
+    plain = replace(cfg, data=replace(data, copy_fraction=0.0), train=replace(tc, steps=3))
+    assert pretrain(plain, resume=True, progress=False).step == 3
+    with pytest.raises(LmstackError, match="copy_fraction"):
+        DataConfig("shakespeare", copy_fraction=1.5)

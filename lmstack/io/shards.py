@@ -150,14 +150,36 @@ class TokenSplit:
         return np.concatenate(out).astype(np.int64)
 
 
+def repeat_span(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The window with a span of it shuffled and the shuffled span repeated at its end (16 to half the window).
+
+    Copying a span of the context (a question's numbers into a calculator call, a quoted line into a
+    search query, a result into the answer) needs induction heads. Plays seldom repeat themselves
+    within a window, and a repeat of plain text is mostly predictable without looking back, so a small
+    model pretrained on either never forms them; a shuffled span can only be predicted the second
+    time by copying it, which a 4-layer model learns within a few hundred steps (docs/tools.md).
+    """
+    n = len(window)
+    length = int(rng.integers(16, max(n // 2, 17)))
+    keep = n - length
+    start = int(rng.integers(0, keep - length + 1))
+    span = rng.permutation(window[start : start + length])
+    return np.concatenate([window[:start], span, window[start + length : keep], span])
+
+
 class Batches:
-    """Random windows of seq_len+1 tokens; inputs are the first seq_len, targets the last seq_len."""
+    """Random windows of seq_len+1 tokens; inputs are the first seq_len, targets the last seq_len.
+
+    With copy_fraction > 0 that share of training rows ends in a repeat of an earlier span of the
+    row (`repeat_span`); validation windows are always plain text.
+    """
 
     def __init__(self, data_dir: Path, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, copy_fraction: float = 0.0):
         self.train = TokenSplit.open(data_dir, "train")
         self.val = TokenSplit.open(data_dir, "val")
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
+        self.copy_fraction = copy_fraction
         # batch_size is per rank; a rank implies at least rank + 1 processes
         self.rank, self.world_size = rank, max(world_size, rank + 1)
         for name, split in (("train", self.train), ("val", self.val)):
@@ -166,23 +188,34 @@ class Batches:
                     f"the {name} split has {len(split)} tokens, fewer than one window of {seq_len + 1}"
                 )
 
-    def _stack(self, split: TokenSplit, starts) -> tuple[torch.Tensor, torch.Tensor]:
-        w = np.stack([split.window(int(s), self.seq_len + 1) for s in starts])
-        t = torch.from_numpy(w)
+    def _stack(self, split: TokenSplit, starts, copy_rngs=None) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [split.window(int(s), self.seq_len + 1) for s in starts]
+        if copy_rngs is not None:
+            rows = [r if g is None else repeat_span(r, g) for r, g in zip(rows, copy_rngs, strict=True)]
+        t = torch.from_numpy(np.stack(rows))
         return t[:, :-1].contiguous(), t[:, 1:].contiguous()
 
-    def _my_rows(self, rng: np.random.Generator, split: TokenSplit) -> tuple[torch.Tensor, torch.Tensor]:
+    def _my_rows(self, rng: np.random.Generator, split: TokenSplit,
+                 copy_seed: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw the global batch's window starts, stack this rank's block of them.
 
         numpy draws bounded integers one after another, so the first n draws do not depend on how
         many are asked for: rank r's rows are the same rows of the global batch in every world size.
+        Which rows repeat a span, and which span, is drawn per global row from copy_seed, so that too
+        is the same in every world size.
         """
         starts = rng.integers(0, len(split) - self.seq_len, size=self.batch_size * self.world_size)
-        return self._stack(split, starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size])
+        mine = range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        rngs = None
+        if copy_seed is not None and self.copy_fraction > 0:
+            rngs = [np.random.default_rng([*copy_seed, i]) for i in mine]
+            rngs = [g if g.random() < self.copy_fraction else None for g in rngs]
+        return self._stack(split, starts[mine.start : mine.stop], rngs)
 
     def get(self, step: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch for (step, micro-step) on this rank: deterministic, history-free."""
-        return self._my_rows(np.random.default_rng([self.seed, step, micro, 0]), self.train)
+        return self._my_rows(np.random.default_rng([self.seed, step, micro, 0]), self.train,
+                             copy_seed=(self.seed, step, micro, 1))
 
     def shard(self, rank: int, world_size: int) -> Batches:
         """This source as rank `rank` of `world_size` data-parallel processes sees it (a copy)."""
