@@ -54,7 +54,8 @@ class MetricsLog:
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if tr or va:  # an empty legend is a warning
+            ax.legend()
         fig.tight_layout()
         fig.savefig(png, dpi=100)
         plt.close(fig)
