@@ -4,12 +4,13 @@ scores it no better than the first. Reports, per run, the mean loss in bits per 
 the second occurrence, and the second's top-1 accuracy.
 
     python bench/copy_score.py runs/speedrun runs/other [--length 32] [--n 64] [--json out.json]
-    python bench/copy_score.py --control 400      # a fresh speedrun-sized model trained on repeats only
+    python bench/copy_score.py --control 6000 --control-lr 3e-3 1e-3   # fresh models on repeats only
 
 Every tool call copies a span of its context (the question's numbers into the calculator, a quoted line
 into a search query, the result into the answer), so this is the skill the speedrun assistant's tool
-use stands on (docs/tools.md). The control shows the architecture itself can learn it: the same
-4-layer, 1M-parameter model trained on nothing but repeated random sequences.
+use stands on (docs/tools.md). The control asks whether the architecture itself can learn it, and
+after how many steps: the same 4-layer, 1M-parameter model trained on nothing but repeated random
+sequences.
 """
 
 from __future__ import annotations
@@ -60,25 +61,29 @@ def copy_score(run: str, length: int, n: int, seed: int = 0) -> dict:
             "val_bpb": val_bpb, "length": length, "n": n, **score(model, x, length)}
 
 
-def control(steps: int, length: int, n: int, vocab: int = 2048, seed: int = 0) -> dict:
+def control(steps: int, length: int, n: int, lr: float = 3e-3, vocab: int = 2048, seed: int = 0) -> dict:
     """The speedrun's model shape (`micro`, 2,048 tokens, context 256) trained from scratch on repeated
-    random sequences only, batch 16, AdamW at the speedrun's learning rate. Each batch draws its own
-    length (16 to 96): at one fixed length a head that looks back that many positions predicts the
-    repeat, which is not copying by content."""
+    random sequences only, batch 16, AdamW (the speedrun's learning rate by default). Each batch draws
+    its own length (16 to 96): at one fixed length a head that looks back that many positions
+    predicts the repeat, which is not copying by content. The test is scored every 500 steps, so a
+    phase change shows where it happens."""
     torch.manual_seed(seed)
     model = Transformer(preset("micro", vocab_size=vocab, max_seq_len=256))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     g, pool, t0 = torch.Generator().manual_seed(seed + 1), torch.arange(vocab), time.perf_counter()
-    for _ in range(steps):
+    test, curve = repeats(pool, n, length, torch.Generator().manual_seed(seed)), []
+    for step in range(1, steps + 1):
         x = repeats(pool, 16, int(torch.randint(16, 97, (), generator=g)), g)
         _, loss = model(x[:, :-1], x[:, 1:])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    model.eval()
-    x = repeats(pool, n, length, torch.Generator().manual_seed(seed))
-    return {"run": f"control, {steps} steps on repeats", "length": length, "n": n,
-            "train_seconds": time.perf_counter() - t0, **score(model, x, length)}
+        if step % 500 == 0 or step == steps:
+            model.eval()
+            curve.append({"step": step, **score(model, test, length)})
+            model.train()
+    return {"run": f"control, {steps} steps on repeats, lr {lr:g}", "length": length, "n": n, "lr": lr,
+            "train_seconds": time.perf_counter() - t0, **curve[-1], "curve": curve}
 
 
 def main() -> None:
@@ -88,13 +93,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--control", type=int, default=0, metavar="STEPS",
                     help="also train a fresh speedrun-sized model on repeats only for STEPS steps")
+    ap.add_argument("--control-lr", type=float, nargs="+", default=[3e-3], metavar="LR",
+                    help="the control's learning rate(s); one control per rate")
     ap.add_argument("--json")
     a = ap.parse_args()
     if not a.runs and not a.control:
         ap.error("give at least one run directory or --control STEPS")
     rows = [copy_score(r, a.length, a.n) for r in a.runs]
     if a.control:
-        rows.append(control(a.control, a.length, a.n))
+        rows += [control(a.control, a.length, a.n, lr) for lr in a.control_lr]
     print(f"{'run':40s} {'val bpb':>8s} {'1st bits/tok':>12s} {'2nd bits/tok':>12s} {'2nd top-1':>10s}")
     for r in rows:
         bpb = f"{r['val_bpb']:8.3f}" if r.get("val_bpb") is not None else f"{'-':>8s}"

@@ -156,8 +156,8 @@ def repeat_span(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     Copying a span of the context (a question's numbers into a calculator call, a quoted line into a
     search query, a result into the answer) needs induction heads. Plays seldom repeat themselves
     within a window, and a repeat of plain text is mostly predictable without looking back, so a small
-    model pretrained on either never forms them; a shuffled span can only be predicted the second
-    time by copying it, which a 4-layer model learns within a few hundred steps (docs/tools.md).
+    model pretrained on either has no reason to form them; a shuffled span can only be predicted the
+    second time by copying it. How many steps that takes is measured in docs/tools.md.
     """
     n = len(window)
     length = int(rng.integers(16, max(n // 2, 17)))
