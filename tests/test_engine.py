@@ -136,6 +136,31 @@ def test_top_p_keeps_the_nucleus():
     assert draws(1.0) == {0, 1, 2, 3}
 
 
+def test_presence_and_frequency_penalties_count_the_reply_as_openai_does():
+    logits = torch.tensor([3.0, 2.6, 2.0, -1.0])
+    greedy = dict(temperature=0)
+
+    def pick(sampler: Sampler, reply: list[int]) -> int:
+        for t in reply:
+            sampler.observe(t)
+        return sampler(logits)
+
+    plain = Sampler(SamplingParams(**greedy), [0, 0, 0], 4)
+    assert plain.greedy_plain and pick(plain, [0, 0]) == 0  # no penalty, no state
+    assert not Sampler(SamplingParams(frequency_penalty=0.1, **greedy), [], 4).greedy_plain  # batched argmax skips it
+    # presence: 0.5 off token 0 once it is in the reply, however often
+    assert pick(Sampler(SamplingParams(presence_penalty=0.5, **greedy), [1], 4), [0]) == 1
+    assert pick(Sampler(SamplingParams(presence_penalty=0.5, **greedy), [1], 4), [0, 1]) == 0  # 2.5 vs 2.1
+    # frequency: 0.3 per occurrence; the prompt's tokens are not counted
+    freq = lambda seen: pick(Sampler(SamplingParams(frequency_penalty=0.3, **greedy), [0, 0, 0], 4), seen)
+    assert freq([]) == 0 and freq([0]) == 0 and freq([0, 0]) == 1  # 3.0 - 0.6 = 2.4 < 2.6
+    assert pick(Sampler(SamplingParams(frequency_penalty=-1.0, **greedy), [], 4), [3, 3, 3, 3, 3]) == 3
+    with pytest.raises(LmstackError, match="frequency_penalty must be in"):
+        SamplingParams(frequency_penalty=2.5).check()
+    with pytest.raises(LmstackError, match="presence_penalty must be in"):
+        SamplingParams(presence_penalty=float("nan")).check()
+
+
 def test_repetition_penalty_matches_reference(model, engine, tokenizer):
     ids = prompts(tokenizer)[0]
     ref = reference_greedy(model, ids, 16, penalty=3.0)

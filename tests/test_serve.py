@@ -65,6 +65,18 @@ def test_chat_completion_matches_the_engine(server, client, tokenizer):
     assert chunks[-1].usage.completion_tokens == r.usage.completion_tokens and not chunks[-1].choices
 
 
+def test_presence_and_frequency_penalties_reach_the_engine(server, client):
+    eng = server[1]["tiny"]
+    prompt, _ = encode_chat(eng.tokenizer, MSGS, add_generation_prompt=True, with_mask=False)
+    plain = greedy(eng, prompt, 16)
+    for pen in (dict(frequency_penalty=2.0), dict(presence_penalty=2.0)):
+        ref = eng.generate([prompt], SamplingParams(max_new_tokens=16, temperature=0.0, **pen))[0]
+        r = client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=16, temperature=0, **pen)
+        assert r.choices[0].message.content == ref.text
+        assert len(set(ref.token_ids)) >= len(set(plain.token_ids))  # a penalty never narrows the reply here
+    assert ref.token_ids != plain.token_ids
+
+
 def test_completions_n_seed_and_stop(server, client, tokenizer):
     _, engines = server
     r = client.completions.create(model="tiny", prompt="the king", max_tokens=8, n=3, seed=5, temperature=1.0)
@@ -130,7 +142,9 @@ def test_concurrent_streams_all_finish_batched_together(server, client, monkeypa
     (dict(model="tiny", messages=[{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}]), 400,
      "messages", "invalid_messages"),
     (dict(model="tiny", messages=MSGS, stop=["a", "b", "c", "d", "e"]), 400, "stop", "invalid_value"),
-    (dict(model="tiny", messages=MSGS, frequency_penalty=1.0), 400, None, "invalid_value"),
+    (dict(model="tiny", messages=MSGS, frequency_penalty=2.5), 400, "frequency_penalty", "invalid_value"),
+    (dict(model="tiny", messages=MSGS, presence_penalty=-3), 400, "presence_penalty", "invalid_value"),
+    (dict(model="tiny", messages=MSGS, logit_bias={"1": 5}), 400, None, "invalid_value"),
 ])
 def test_bad_requests_get_openai_errors(client, call, status, param, code):
     with pytest.raises(openai.APIStatusError) as e:

@@ -1,4 +1,5 @@
-"""Choosing the next token: repetition penalty, temperature, top-k, top-p, in that order (as HF does).
+"""Choosing the next token: repetition penalty, then OpenAI's presence and frequency penalties, then
+temperature, top-k, top-p, in that order (as HF does for the ones it has).
 
 Each request carries its own random generator, so a seeded request samples the same tokens whether
 it runs alone or batched with others.
@@ -23,6 +24,9 @@ class SamplingParams:
     top_k: int = 0  # 0 => off
     top_p: float = 1.0
     repetition_penalty: float = 1.0  # > 1 discourages tokens already in the prompt or the reply
+    # OpenAI's: subtracted from a token's logit once it is in the reply (presence), and once per time (frequency)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     stop: list[str] = field(default_factory=list)  # stop strings (not included in the output)
     stop_token_ids: list[int] | None = None  # None: the tokenizer's end-of-text / end-of-turn ids
     seed: int | None = None
@@ -42,6 +46,9 @@ class SamplingParams:
             raise LmstackError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 < self.repetition_penalty < float("inf"):
             raise LmstackError(f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2 <= getattr(self, name) <= 2:  # OpenAI's range; NaN fails it too
+                raise LmstackError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
         if self.seed is not None and not 0 <= self.seed < 2**63:  # what a torch.Generator takes
             raise LmstackError(f"seed must be an integer in [0, 2^63), got {self.seed}")
         if any(not isinstance(s, str) or not s for s in self.stop):
@@ -49,7 +56,8 @@ class SamplingParams:
 
 
 class Sampler:
-    """Per-request sampling state: the generator and, for the repetition penalty, the tokens seen."""
+    """Per-request sampling state: the generator, the tokens seen (repetition penalty: prompt and reply)
+    and the reply's token counts (presence and frequency penalties: the reply only, as OpenAI counts)."""
 
     def __init__(self, params: SamplingParams, prompt: list[int], vocab_size: int):
         self.p = params
@@ -60,10 +68,13 @@ class Sampler:
         if params.repetition_penalty != 1.0:
             self.seen = torch.zeros(vocab_size, dtype=torch.bool)
             self.seen[torch.tensor(prompt, dtype=torch.long)] = True
+        self.counts: torch.Tensor | None = None
+        if params.presence_penalty or params.frequency_penalty:
+            self.counts = torch.zeros(vocab_size)
 
     @property
     def greedy_plain(self) -> bool:
-        return self.p.temperature == 0 and self.seen is None and self.constraint is None
+        return self.p.temperature == 0 and self.seen is None and self.counts is None and self.constraint is None
 
     def __call__(self, logits: torch.Tensor) -> int:
         """logits (V,) fp32 -> the next token."""
@@ -73,6 +84,9 @@ class Sampler:
         if self.seen is not None:
             pen = torch.where(logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty)
             logits = torch.where(self.seen, pen, logits)
+        if self.counts is not None:
+            c = _fit_counts(self.counts, logits.shape[-1])
+            logits = logits - p.frequency_penalty * c - p.presence_penalty * (c > 0)
         if p.temperature == 0:
             return int(logits.argmax())
         logits = logits / p.temperature
@@ -90,6 +104,8 @@ class Sampler:
     def observe(self, token: int) -> None:
         if self.seen is not None:
             self.seen[token] = True
+        if self.counts is not None and token < len(self.counts):
+            self.counts[token] += 1
         if self.constraint is not None:
             self.constraint.accept(token)
 
@@ -99,6 +115,11 @@ def _fit(allowed: torch.Tensor, n: int) -> torch.Tensor:
     if allowed.shape[0] >= n:
         return allowed[:n]
     return torch.cat([allowed, torch.zeros(n - allowed.shape[0], dtype=torch.bool)])
+
+
+def _fit_counts(counts: torch.Tensor, n: int) -> torch.Tensor:
+    """Counts over the tokenizer, sized to n logit rows (padded rows were never sampled: zero)."""
+    return counts[:n] if counts.shape[0] >= n else torch.cat([counts, torch.zeros(n - counts.shape[0])])
 
 
 def sample_batch(logits: torch.Tensor, samplers: list[Sampler]) -> list[int]:

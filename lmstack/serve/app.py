@@ -228,7 +228,9 @@ def _params(req, eng, prompt_len: int, param: str, index: int, constraint=None):
                        "context_length_exceeded")
     seed = None if req.seed is None else req.seed + index
     return SamplingParams(max_new_tokens=req.max_tokens or room, temperature=req.temperature, top_k=req.top_k,
-                          top_p=req.top_p, stop=list(req.stop or []), seed=seed, constraint=constraint)
+                          top_p=req.top_p, presence_penalty=req.presence_penalty,
+                          frequency_penalty=req.frequency_penalty, stop=list(req.stop or []), seed=seed,
+                          constraint=constraint)
 
 
 def _submit_all(eng, jobs: list[tuple[list[int], int]], params: list, param: str, embeds=None) -> list:
