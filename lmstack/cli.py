@@ -237,9 +237,9 @@ def cmd_train(a) -> None:
     overrides = {k: getattr(a, k) for k in (*MODEL_FLAGS, "rope_theta") if getattr(a, k) is not None}
     if a.untied:
         overrides["tie_embeddings"] = False
-    cfg = PretrainConfig(out_dir=a.out, data=DataConfig(a.data, a.vocab_size, a.tokenizer,
-                                                              copy_fraction=a.copy_fraction), preset=a.preset,
-                         model_overrides=overrides, train=_train_config(a))
+    data = DataConfig(a.data, a.vocab_size, a.tokenizer, copy_fraction=a.copy_fraction)
+    cfg = PretrainConfig(out_dir=a.out, data=data, preset=a.preset, model_overrides=overrides,
+                         train=_train_config(a))
     r = pretrain(cfg, resume=a.resume, overwrite=a.overwrite)
     state = "stopped early (resume with --resume)" if r.interrupted else "done"
     ev = f", val bpb {r.last_eval['val_bpb']:.3f}" if r.last_eval else ""

@@ -114,11 +114,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, o
     check_run_dir(run_dir, resume, overwrite)
     if resume and run_json.exists():
         saved = read_json(run_json, "run file")
-        saved_data = {"copy_fraction": 0.0, **saved["data"]} if isinstance(saved, dict) and isinstance(
-            saved.get("data"), dict) else None  # runs from before copy rows had none
+        saved_data = saved.get("data") if isinstance(saved, dict) else saved
+        if isinstance(saved_data, dict):
+            saved_data = {"copy_fraction": 0.0, **saved_data}  # runs from before copy rows had none
         if saved_data != asdict(cfg.data):
-            raise LmstackError(f"{run_dir} was trained on different data settings: "
-                               f"{saved.get('data') if isinstance(saved, dict) else saved!r}")
+            raise LmstackError(f"{run_dir} was trained on different data settings: {saved_data!r}")
     resolve_device(cfg.train.device)  # an absent device is an error now, not after tokenizing
     cluster = distributed.setup(cfg.train.device)  # under torchrun: rank 0 prepares, the others then read
     if cluster.is_main:

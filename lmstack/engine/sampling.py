@@ -85,8 +85,7 @@ class Sampler:
             pen = torch.where(logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty)
             logits = torch.where(self.seen, pen, logits)
         if self.counts is not None:
-            c = _fit_counts(self.counts, logits.shape[-1])
-            logits = logits - p.frequency_penalty * c - p.presence_penalty * (c > 0)
+            logits = logits - p.frequency_penalty * self.counts - p.presence_penalty * (self.counts > 0)
         if p.temperature == 0:
             return int(logits.argmax())
         logits = logits / p.temperature
@@ -104,7 +103,7 @@ class Sampler:
     def observe(self, token: int) -> None:
         if self.seen is not None:
             self.seen[token] = True
-        if self.counts is not None and token < len(self.counts):
+        if self.counts is not None:
             self.counts[token] += 1
         if self.constraint is not None:
             self.constraint.accept(token)
@@ -115,11 +114,6 @@ def _fit(allowed: torch.Tensor, n: int) -> torch.Tensor:
     if allowed.shape[0] >= n:
         return allowed[:n]
     return torch.cat([allowed, torch.zeros(n - allowed.shape[0], dtype=torch.bool)])
-
-
-def _fit_counts(counts: torch.Tensor, n: int) -> torch.Tensor:
-    """Counts over the tokenizer, sized to n logit rows (padded rows were never sampled: zero)."""
-    return counts[:n] if counts.shape[0] >= n else torch.cat([counts, torch.zeros(n - counts.shape[0])])
 
 
 def sample_batch(logits: torch.Tensor, samplers: list[Sampler]) -> list[int]:
