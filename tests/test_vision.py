@@ -216,6 +216,40 @@ def test_mix_weights_the_training_side_by_kind_and_leaves_the_held_out_side_unse
         VisionTrainConfig(mix={"text": 0})
 
 
+def test_fresh_scenes_redraw_each_epoch_never_a_held_out_image_and_replay(data, vlm):
+    """fresh: epoch 0 and the held-out side are as without it; each later epoch has new scenes in the
+    same kinds and counts, none a held-out image, the same on every call; batches replay by step."""
+    from lmstack.vision.rows import ImageRows
+    from lmstack.vision.train import VisionTrainConfig, default_tokenizer
+
+    fresh = build_data(24, seed=0, n_train=40, n_val=8, fresh=True)
+    pics = lambda d: [s.image.tobytes() for s in d]
+    assert pics(fresh.train) == pics(data.train) and pics(fresh.val) == pics(data.val)
+    kinds = lambda d: sorted(s.kind for s in d)
+    e1, e2 = fresh.epoch(1), fresh.epoch(2)
+    assert kinds(e1) == kinds(e2) == kinds(data.train)
+    scenes = lambda d: {s.image.tobytes() for s in d if s.kind != "digit"}
+    assert len(scenes(e1) - scenes(data.train)) > len(scenes(e1)) // 2 and scenes(e1) != scenes(e2)
+    assert not (scenes(e1) | scenes(e2)) & set(pics(data.val))
+    assert pics(build_data(24, seed=0, n_train=40, n_val=8, fresh=True).epoch(1)) == pics(e1)
+    assert data.redraw is None and data.epoch(3) is data.train
+
+    cfg = VisionTrainConfig(vision=vlm.config.vision)  # the default row length and vocabulary
+    tok = default_tokenizer(fresh, cfg.vocab_size)
+    make = lambda: ImageRows(tok, cfg.vision, fresh.train, fresh.val, cfg.seq_len, 16, redraw=fresh.redraw)
+    rows = make()
+    step = len(rows) // 16  # its batch reaches into epoch 1
+    x, y = rows.get(step)
+    again = make().get(step)
+    assert torch.equal(x, again[0]) and torch.equal(y, again[1])
+    assert len(x) == 16
+    n = len(rows)
+    seen = {p.numpy().tobytes() for p in split_packed(x[-(16 * (step + 1) - n):], cfg.vision)[1]}
+    for later in range(step + 1, 2 * n // 16):  # the rest of epoch 1
+        seen |= {p.numpy().tobytes() for p in split_packed(rows.get(later)[0], cfg.vision)[1]}
+    assert seen <= set(pics(e1)) and seen - set(pics(data.train))
+
+
 @pytest.fixture(scope="module")
 def vrun(vtok, vlm, tmp_path_factory):
     """A vision run directory as lmstack vision train leaves it (untrained weights)."""

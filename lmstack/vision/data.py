@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +52,14 @@ class Sample:
 
 @dataclass
 class VisionData:
+    """Training and held-out samples; `redraw(e)` gives epoch e's training images (None: `train` every epoch)."""
+
     train: list[Sample]
     val: list[Sample]
+    redraw: Callable[[int], list[Sample]] | None = None
+
+    def epoch(self, e: int) -> list[Sample]:
+        return self.train if e == 0 or self.redraw is None else self.redraw(e)
 
 
 def _digits_csv() -> Path:
@@ -155,24 +162,39 @@ def _key(img: np.ndarray) -> bytes:
     return hashlib.sha256(img.tobytes()).digest()
 
 
-def scene_samples(kind: str, n: int, seed: int, size: int) -> list[Sample]:
-    rng = np.random.default_rng([seed, list(SCENES).index(kind)])
-    return [SCENES[kind](rng, size) for _ in range(n)]
+def scene_samples(kind: str, n: int, seed: int, size: int, epoch: int = 0,
+                  skip: set[bytes] | None = None) -> list[Sample]:
+    """n scenes of a kind from the seed's stream (epoch 0) or epoch's own stream, none whose picture is in skip."""
+    rng = np.random.default_rng([seed, list(SCENES).index(kind)] + ([epoch] if epoch else []))
+    out: list[Sample] = []
+    while len(out) < n:
+        s = SCENES[kind](rng, size)
+        if not skip or _key(s.image) not in skip:
+            out.append(s)
+    return out
 
 
 def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, val_digits: float = 0.2,
-               mix: dict[str, int] | None = None) -> VisionData:
+               mix: dict[str, int] | None = None, fresh: bool = False) -> VisionData:
     """Train and held-out samples of every kind; held-out images never appear in training. `mix`
     multiplies the training side per kind: n_train * mix[kind] scenes of each generated kind, and the
-    bundled digits mix["digit"] times over (None: one of each)."""
+    bundled digits mix["digit"] times over (None: one of each). `fresh`: every epoch after the first
+    draws new scenes (same kinds, same counts), so a run sees as many distinct scenes as it has epochs
+    times n_train, while each kind keeps its share of the rows."""
     mix = {"digit": 1, **{k: 1 for k in SCENES}, **(mix or {})}
     digits = digit_samples(size)
     perm = np.random.default_rng([seed, 99]).permutation(len(digits))
     n_dv = int(round(val_digits * len(digits)))
-    train = [digits[i] for i in perm[n_dv:]] * mix["digit"]
-    val = [digits[i] for i in perm[:n_dv]]
+    train_digits = [digits[i] for i in perm[n_dv:]] * mix["digit"]
+    train, val = list(train_digits), [digits[i] for i in perm[:n_dv]]
     for kind in SCENES:
         train += scene_samples(kind, n_train * mix[kind], 2 * seed, size)
         seen = {_key(s.image) for s in train}
         val += [s for s in scene_samples(kind, n_val, 2 * seed + 1, size) if _key(s.image) not in seen]
-    return VisionData(train, val)
+    held_out = {_key(s.image) for s in val}
+
+    def redraw(epoch: int) -> list[Sample]:
+        return train_digits + [s for kind in SCENES
+                               for s in scene_samples(kind, n_train * mix[kind], 2 * seed, size, epoch, held_out)]
+
+    return VisionData(train, val, redraw if fresh else None)

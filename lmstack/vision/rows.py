@@ -8,6 +8,8 @@ padded, and carry their image's packed pixels after the ids.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -38,13 +40,18 @@ def image_example(tok: Tokenizer, cfg: VisionConfig, question: str, answer: str)
 
 
 class ImageRows:
-    """A BatchSource of rows (ids + packed pixels, targets): each epoch visits every row once, seeded."""
+    """A BatchSource of rows (ids + packed pixels, targets): each epoch visits every row once, seeded.
+    With `redraw`, epoch e > 0 has the rows of redraw(e)'s images (the same count), built when first
+    asked for; a batch depends only on its step, so a resumed run sees the same rows."""
 
     def __init__(self, tok: Tokenizer, cfg: VisionConfig, train: list[Sample], val: list[Sample], seq_len: int,
-                 batch_size: int, seed: int = 0, captions: bool = True, questions: bool = True):
-        self.batch_size, self.seed = batch_size, seed
-        self.x, self.y = self._rows(tok, cfg, train, seq_len, captions, questions)
-        self.vx, self.vy = self._rows(tok, cfg, val, seq_len, captions, questions)
+                 batch_size: int, seed: int = 0, captions: bool = True, questions: bool = True,
+                 redraw: Callable[[int], list[Sample]] | None = None):
+        self.batch_size, self.seed, self.redraw = batch_size, seed, redraw
+        self._build = lambda samples: self._rows(tok, cfg, samples, seq_len, captions, questions)
+        self.x, self.y = self._build(train)
+        self.vx, self.vy = self._build(val)
+        self._epochs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {0: (self.x, self.y)}
 
     def _rows(self, tok, cfg, samples, seq_len, captions, questions) -> tuple[torch.Tensor, torch.Tensor]:
         examples, images, cache = [], [], {}
@@ -72,11 +79,24 @@ class ImageRows:
     def get(self, step: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         n, b = len(self.x), self.batch_size
         slots = np.arange(step * b, (step + 1) * b)
-        rows = np.empty(b, dtype=np.int64)
+        xs, ys = [], []
         for epoch in np.unique(slots // n):
-            sel = slots // n == epoch
-            rows[sel] = np.random.default_rng([self.seed, int(epoch)]).permutation(n)[slots[sel] % n]
-        return self.x[rows], self.y[rows]
+            sel = slots[slots // n == epoch] % n
+            x, y = self._epoch_rows(int(epoch))
+            rows = torch.from_numpy(np.random.default_rng([self.seed, int(epoch)]).permutation(n)[sel])
+            xs.append(x[rows])
+            ys.append(y[rows])
+        return torch.cat(xs), torch.cat(ys)
+
+    def _epoch_rows(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.redraw is None:
+            return self.x, self.y
+        if epoch not in self._epochs:
+            rows = self._build(self.redraw(epoch))
+            if len(rows[0]) != len(self.x):
+                raise LmstackError(f"epoch {epoch} has {len(rows[0])} rows, epoch 0 {len(self.x)}")
+            self._epochs = {e: r for e, r in self._epochs.items() if e in (0, epoch - 1)} | {epoch: rows}
+        return self._epochs[epoch]
 
     def val_batches(self, n_batches: int):
         for i in range(0, min(len(self.vx), n_batches * self.batch_size), self.batch_size):

@@ -66,6 +66,8 @@ class VisionTrainConfig:
     # how many times n_train of each kind, the bundled digits repeated mix["digit"] times (data.build_data)
     mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))
     n_val: int = 300
+    # every epoch after the first draws new scenes (data.build_data): more distinct images, same mix
+    fresh_scenes: bool = False
     seed: int = 0
     lora: LoRAConfig | None = None  # for a real base: LoRA on the language side in stage 2
     stage0: TrainConfig = field(default_factory=lambda: stage_config()["stage0"])
@@ -161,7 +163,8 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
     for tc in (cfg.stage0, cfg.stage1, cfg.stage2):
         resolve_device(tc.device)
     t0 = time.perf_counter()
-    data = build_data(cfg.vision.image_size, cfg.seed, cfg.n_train, cfg.n_val, mix=cfg.mix)
+    data = build_data(cfg.vision.image_size, cfg.seed, cfg.n_train, cfg.n_val, mix=cfg.mix,
+                      fresh=cfg.fresh_scenes)
     vlm, tok, template = build_model(cfg, data)
     if template:
         tok.chat_template = template
@@ -180,7 +183,7 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
     for p in vlm.lm.parameters():
         p.requires_grad_(False)
     captions = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, cfg.stage1.batch_size, cfg.seed,
-                         captions=True, questions=False)
+                         captions=True, questions=False, redraw=data.redraw)
     results["stage1"] = _run_stage("stage1", vlm, captions, cfg.stage1, run_dir, tok, progress)
     if cfg.lora is not None:
         apply_lora(vlm.lm, cfg.lora)
@@ -189,13 +192,15 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
     else:
         for p in vlm.parameters():
             p.requires_grad_(True)
-    vqa = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, cfg.stage2.batch_size, cfg.seed + 1)
+    vqa = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, cfg.stage2.batch_size, cfg.seed + 1,
+                    redraw=data.redraw)
     results["stage2"] = _run_stage("stage2", vlm, vqa, cfg.stage2, run_dir, tok, progress)
     if cfg.lora is not None:
         merge_lora(vlm.lm)
     save_vlm(vlm, run_dir)
     info = {"kind": "vlm", "base": cfg.base, "chat_template": template, "seq_len": cfg.seq_len,
-            "seed": cfg.seed, "n_train": cfg.n_train, "mix": cfg.mix, "n_val": cfg.n_val, "lm_preset": cfg.lm_preset,
+            "seed": cfg.seed, "n_train": cfg.n_train, "mix": cfg.mix, "fresh_scenes": cfg.fresh_scenes,
+            "n_val": cfg.n_val, "lm_preset": cfg.lm_preset,
             "lora": asdict(cfg.lora) if cfg.lora else None, "model_config": vlm.config.to_dict(),
             "params": vlm.num_params(), "image_tokens": 2 * cfg.vision.tokens_per_view,
             "stages": {k: {"steps": r.step, "train_seconds": r.wall_time, "final_loss": r.final_train_loss,
