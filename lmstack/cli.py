@@ -660,6 +660,8 @@ def add_vision(sub) -> None:
                                  "e.g. digit=3,shape=1,count=2,text=4 (default: the package's)")
     s.add_argument("--fresh-scenes", action=argparse.BooleanOptionalAction, default=False,
                    help="draw new scenes every epoch (same kinds and counts): more distinct training images")
+    s.add_argument("--digit-shift", type=int, default=0,
+                   help="with --fresh-scenes: move each training digit by up to this many pixels each epoch")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     s.add_argument("--device", default="auto", type=_device)
@@ -692,6 +694,7 @@ def cmd_vision(a) -> None:
             raise LmstackError(f"--mix takes kind=times pairs, got {part!r}") from None
     cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision, n_train=a.n_train,
                             mix={**DEFAULT_MIX, **mix}, fresh_scenes=a.fresh_scenes,
+                            digit_shift=a.digit_shift,
                             lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,
                             **stage_config(steps, a.batch_size, a.device))
     try:

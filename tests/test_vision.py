@@ -222,7 +222,7 @@ def test_fresh_scenes_redraw_each_epoch_never_a_held_out_image_and_replay(data, 
     from lmstack.vision.rows import ImageRows
     from lmstack.vision.train import VisionTrainConfig, default_tokenizer
 
-    fresh = build_data(24, seed=0, n_train=40, n_val=8, fresh=True)
+    fresh = build_data(24, seed=0, n_train=40, n_val=8, fresh=True, digit_shift=2)
     pics = lambda d: [s.image.tobytes() for s in d]
     assert pics(fresh.train) == pics(data.train) and pics(fresh.val) == pics(data.val)
     kinds = lambda d: sorted(s.kind for s in d)
@@ -231,8 +231,16 @@ def test_fresh_scenes_redraw_each_epoch_never_a_held_out_image_and_replay(data, 
     scenes = lambda d: {s.image.tobytes() for s in d if s.kind != "digit"}
     assert len(scenes(e1) - scenes(data.train)) > len(scenes(e1)) // 2 and scenes(e1) != scenes(e2)
     assert not (scenes(e1) | scenes(e2)) & set(pics(data.val))
-    assert pics(build_data(24, seed=0, n_train=40, n_val=8, fresh=True).epoch(1)) == pics(e1)
+    assert pics(build_data(24, seed=0, n_train=40, n_val=8, fresh=True, digit_shift=2).epoch(1)) == pics(e1)
+    digits = [(a, b) for a, b in zip(data.train, e1, strict=True) if a.kind == "digit"]  # moved, not redrawn
+    assert all(a.caption == b.caption and b.image.sum() <= a.image.sum() for a, b in digits)
+    assert sum(not np.array_equal(a.image, b.image) for a, b in digits) > 0.8 * len(digits)
+    assert not {b.image.tobytes() for _, b in digits} & set(pics(data.val))
+    unmoved = build_data(24, seed=0, n_train=40, n_val=8, fresh=True).epoch(1)
+    assert [s.image.tobytes() for s in unmoved if s.kind == "digit"] == [a.image.tobytes() for a, _ in digits]
     assert data.redraw is None and data.epoch(3) is data.train
+    with pytest.raises(LmstackError, match="needs fresh_scenes"):
+        VisionTrainConfig(digit_shift=2)
 
     cfg = VisionTrainConfig(vision=vlm.config.vision)  # the default row length and vocabulary
     tok = default_tokenizer(fresh, cfg.vocab_size)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -174,13 +174,23 @@ def scene_samples(kind: str, n: int, seed: int, size: int, epoch: int = 0,
     return out
 
 
+def shifted(s: Sample, rng: np.random.Generator, most: int) -> Sample:
+    """The sample with its picture moved by up to `most` pixels each way, the uncovered edge black."""
+    dy, dx = (int(v) for v in rng.integers(-most, most + 1, 2))
+    h, w = s.image.shape[:2]
+    img = np.zeros_like(s.image)
+    img[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        s.image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return replace(s, image=img)
+
+
 def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, val_digits: float = 0.2,
-               mix: dict[str, int] | None = None, fresh: bool = False) -> VisionData:
+               mix: dict[str, int] | None = None, fresh: bool = False, digit_shift: int = 0) -> VisionData:
     """Train and held-out samples of every kind; held-out images never appear in training. `mix`
     multiplies the training side per kind: n_train * mix[kind] scenes of each generated kind, and the
     bundled digits mix["digit"] times over (None: one of each). `fresh`: every epoch after the first
-    draws new scenes (same kinds, same counts), so a run sees as many distinct scenes as it has epochs
-    times n_train, while each kind keeps its share of the rows."""
+    draws new scenes (same kinds, same counts) and moves each training digit by up to `digit_shift`
+    pixels each way, so a run sees new pictures every epoch while each kind keeps its share of the rows."""
     mix = {"digit": 1, **{k: 1 for k in SCENES}, **(mix or {})}
     digits = digit_samples(size)
     perm = np.random.default_rng([seed, 99]).permutation(len(digits))
@@ -194,7 +204,10 @@ def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, 
     held_out = {_key(s.image) for s in val}
 
     def redraw(epoch: int) -> list[Sample]:
-        return train_digits + [s for kind in SCENES
-                               for s in scene_samples(kind, n_train * mix[kind], 2 * seed, size, epoch, held_out)]
+        rng = np.random.default_rng([seed, 98, epoch])
+        moved = [shifted(s, rng, digit_shift) for s in train_digits]
+        moved = [m if _key(m.image) not in held_out else s for m, s in zip(moved, train_digits, strict=True)]
+        return moved + [s for kind in SCENES
+                        for s in scene_samples(kind, n_train * mix[kind], 2 * seed, size, epoch, held_out)]
 
     return VisionData(train, val, redraw if fresh else None)

@@ -68,6 +68,7 @@ class VisionTrainConfig:
     n_val: int = 300
     # every epoch after the first draws new scenes (data.build_data): more distinct images, same mix
     fresh_scenes: bool = False
+    digit_shift: int = 0  # with fresh_scenes: pixels each fresh epoch moves a training digit, at most
     seed: int = 0
     lora: LoRAConfig | None = None  # for a real base: LoRA on the language side in stage 2
     stage0: TrainConfig = field(default_factory=lambda: stage_config()["stage0"])
@@ -81,6 +82,9 @@ class VisionTrainConfig:
         check_int("vocab_size", self.vocab_size, 1)
         check_int("n_train", self.n_train, 1)
         check_int("n_val", self.n_val, 1)
+        check_int("digit_shift", self.digit_shift, 0)
+        if self.digit_shift and not self.fresh_scenes:
+            raise ConfigError("digit_shift moves the digits of fresh epochs: it needs fresh_scenes")
         for kind, times in self.mix.items():
             if kind not in ("digit", *SCENES):
                 raise ConfigError(f"mix: unknown kind {kind!r} (digit, {', '.join(SCENES)})")
@@ -164,7 +168,7 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
         resolve_device(tc.device)
     t0 = time.perf_counter()
     data = build_data(cfg.vision.image_size, cfg.seed, cfg.n_train, cfg.n_val, mix=cfg.mix,
-                      fresh=cfg.fresh_scenes)
+                      fresh=cfg.fresh_scenes, digit_shift=cfg.digit_shift)
     vlm, tok, template = build_model(cfg, data)
     if template:
         tok.chat_template = template
@@ -200,6 +204,7 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
     save_vlm(vlm, run_dir)
     info = {"kind": "vlm", "base": cfg.base, "chat_template": template, "seq_len": cfg.seq_len,
             "seed": cfg.seed, "n_train": cfg.n_train, "mix": cfg.mix, "fresh_scenes": cfg.fresh_scenes,
+            "digit_shift": cfg.digit_shift,
             "n_val": cfg.n_val, "lm_preset": cfg.lm_preset,
             "lora": asdict(cfg.lora) if cfg.lora else None, "model_config": vlm.config.to_dict(),
             "params": vlm.num_params(), "image_tokens": 2 * cfg.vision.tokens_per_view,
