@@ -647,7 +647,7 @@ def add_vision(sub) -> None:
     s.add_argument("--out", default="runs/vlm", help="run directory (an unfinished one resumes)")
     s.add_argument("--base", help="a language model to adapt (run directory, .gguf or model name; LoRA in "
                    "stage 2); default: a small one trained here")
-    s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,6000)")
+    s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,9000)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--lora-rank", type=int, default=8, help="with --base: LoRA rank of the language side")
     s.add_argument("--encoder-dim", type=int, default=64,
@@ -658,8 +658,9 @@ def add_vision(sub) -> None:
                    help="generated training scenes of each kind (shapes, counts, text; digits are the bundled set)")
     s.add_argument("--mix", help="times --n-train per kind, and how often the bundled digits repeat: "
                                  "e.g. digit=3,shape=1,count=2,text=4 (default: the package's)")
-    s.add_argument("--fresh-scenes", action=argparse.BooleanOptionalAction, default=False,
-                   help="draw new scenes every epoch (same kinds and counts): more distinct training images")
+    s.add_argument("--fresh-scenes", action=argparse.BooleanOptionalAction, default=True,
+                   help="draw new scenes every epoch (same kinds and counts): more distinct training images "
+                        "(default; --no-fresh-scenes: the same scenes every epoch)")
     s.add_argument("--digit-shift", type=int, default=0,
                    help="with --fresh-scenes: move each training digit by up to this many pixels each epoch")
     s.add_argument("--seed", type=int, default=0)

@@ -240,7 +240,7 @@ def test_fresh_scenes_redraw_each_epoch_never_a_held_out_image_and_replay(data, 
     assert [s.image.tobytes() for s in unmoved if s.kind == "digit"] == [a.image.tobytes() for a, _ in digits]
     assert data.redraw is None and data.epoch(3) is data.train
     with pytest.raises(LmstackError, match="needs fresh_scenes"):
-        VisionTrainConfig(digit_shift=2)
+        VisionTrainConfig(fresh_scenes=False, digit_shift=2)
 
     cfg = VisionTrainConfig(vision=vlm.config.vision)  # the default row length and vocabulary
     tok = default_tokenizer(fresh, cfg.vocab_size)
@@ -312,6 +312,8 @@ def test_cli_bad_input(vrun, data, tmp_path, capsys):
     assert "kind=times" in _fails(capsys, ["vision", "train", "--mix", "text:3", "--out", str(tmp_path / "v")])
     assert "unknown kind 'faces'" in _fails(capsys, ["vision", "train", "--mix", "faces=2", "--out",
                                                      str(tmp_path / "v")])
+    assert "needs fresh_scenes" in _fails(capsys, ["vision", "train", "--no-fresh-scenes", "--digit-shift", "2",
+                                                   "--out", str(tmp_path / "v")])
 
 
 @pytest.mark.parametrize("scale", [2, 1])

@@ -41,7 +41,7 @@ def _stage(steps: int, batch: int, lr: float, **kw) -> TrainConfig:
                        log_every=10, **kw)
 
 
-DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 6000}
+DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 9000}
 DEFAULT_MIX = {"digit": 1, "shape": 1, "count": 1, "text": 1}
 DEFAULT_LR = {"stage0": 3e-3, "stage1": 2e-3, "stage2": 2e-3}
 
@@ -67,7 +67,7 @@ class VisionTrainConfig:
     mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))
     n_val: int = 300
     # every epoch after the first draws new scenes (data.build_data): more distinct images, same mix
-    fresh_scenes: bool = False
+    fresh_scenes: bool = True
     digit_shift: int = 0  # with fresh_scenes: pixels each fresh epoch moves a training digit, at most
     seed: int = 0
     lora: LoRAConfig | None = None  # for a real base: LoRA on the language side in stage 2
