@@ -160,6 +160,38 @@ def test_the_image_reaches_the_language_model(vtok, vlm, data):
         vlm.embed(ids, feats[None, :3])
 
 
+def test_training_forward_places_each_rows_image_and_leaves_text_rows_alone(vtok, vlm, data, monkeypatch):
+    """VLM.forward (the training step's, without data-dependent shapes) gives the loss of embed + lm
+    row by row, and a row without image positions is the language model's own."""
+    from lmstack.vision.ask import image_inputs
+    from lmstack.vision.rows import ImageRows
+
+    cfg = vlm.config.vision
+    x, y = ImageRows(vtok, cfg, data.train[:4], data.val[:2], 48, 4).get(0)
+    ids, pix = split_packed(x, cfg)
+    text = torch.tensor(vtok.encode("What shape is this?")[:48])
+    x[3, :48] = vtok.end_of_text_id
+    x[3, :len(text)], ids = text, split_packed(x, cfg)[0]
+    with torch.no_grad():
+        got = vlm(x)
+        for b in range(3):
+            feats = image_inputs(vlm, pix[b].numpy())[0]
+            want = vlm.lm(ids[b:b + 1], embeds=vlm.embed(ids[b:b + 1], feats[None]))
+            assert torch.allclose(got[b], want[0], atol=1e-5)
+        assert torch.allclose(got[3], vlm.lm(ids[3:4])[0], atol=1e-5)
+    import lmstack.vision.rows as rows_mod
+
+    def one_short(*args):  # a row whose image positions do not match its image's features
+        ids, targets = real(*args)
+        drop = ids.index(vtok.special(IMAGE_PAD))
+        return ids[:drop] + ids[drop + 1:], targets[:drop] + targets[drop + 1:]
+
+    real = rows_mod.image_example
+    monkeypatch.setattr(rows_mod, "image_example", one_short)
+    with pytest.raises(LmstackError, match="image positions"):
+        ImageRows(vtok, cfg, data.train[:1], data.val[:1], 48, 1)
+
+
 def test_mmproj_pair_reloads_exactly(vtok, vlm, data, tmp_path):
     from lmstack.io.gguf_file import export_gguf
     from lmstack.vision.ask import ask
@@ -228,6 +260,7 @@ def test_fresh_scenes_redraw_each_epoch_never_a_held_out_image_and_replay(data, 
     kinds = lambda d: sorted(s.kind for s in d)
     e1, e2 = fresh.epoch(1), fresh.epoch(2)
     assert kinds(e1) == kinds(e2) == kinds(data.train)
+    assert fresh.epoch(2) is e2  # the last draw is kept: stage 2 starts its second epoch where stage 1 did
     scenes = lambda d: {s.image.tobytes() for s in d if s.kind != "digit"}
     assert len(scenes(e1) - scenes(data.train)) > len(scenes(e1)) // 2 and scenes(e1) != scenes(e2)
     assert not (scenes(e1) | scenes(e2)) & set(pics(data.val))

@@ -10,6 +10,7 @@ separate seed stream, and any held-out picture equal to a training one dropped).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 from collections.abc import Callable
@@ -203,10 +204,13 @@ def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, 
         val += [s for s in scene_samples(kind, n_val, 2 * seed + 1, size) if _key(s.image) not in seen]
     held_out = {_key(s.image) for s in val}
 
+    @functools.lru_cache(maxsize=1)  # stages 1 and 2 each start their second epoch with the same draw
     def redraw(epoch: int) -> list[Sample]:
-        rng = np.random.default_rng([seed, 98, epoch])
-        moved = [shifted(s, rng, digit_shift) for s in train_digits]
-        moved = [m if _key(m.image) not in held_out else s for m, s in zip(moved, train_digits, strict=True)]
+        moved = train_digits
+        if digit_shift:
+            rng = np.random.default_rng([seed, 98, epoch])
+            moved = [shifted(s, rng, digit_shift) for s in train_digits]
+            moved = [m if _key(m.image) not in held_out else s for m, s in zip(moved, train_digits, strict=True)]
         return moved + [s for kind in SCENES
                         for s in scene_samples(kind, n_train * mix[kind], 2 * seed, size, epoch, held_out)]
 

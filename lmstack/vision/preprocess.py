@@ -69,11 +69,13 @@ def tile_grid(height: int, width: int, cfg: VisionConfig) -> tuple[int, int]:
     return (max(1, math.ceil(height * scale / S)), max(1, math.ceil(width * scale / S)))
 
 
-def normalise(img: np.ndarray, cfg: VisionConfig) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32, (x / 255 - mean) / std."""
-    x = torch.from_numpy(np.array(img, dtype=np.uint8)).float().div(255).permute(2, 0, 1)
-    mean = torch.tensor(cfg.image_mean).view(3, 1, 1)
-    std = torch.tensor(cfg.image_std).view(3, 1, 1)
+def normalise(img: np.ndarray | torch.Tensor, cfg: VisionConfig) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32, (x / 255 - mean) / std: one image or a batch, in
+    torch ops only, so a compiled training step traces through it."""
+    x = torch.from_numpy(np.array(img, dtype=np.uint8)) if isinstance(img, np.ndarray) else img
+    x = x.float().div(255).movedim(-1, -3)
+    mean = torch.tensor(cfg.image_mean, device=x.device).view(3, 1, 1)
+    std = torch.tensor(cfg.image_std, device=x.device).view(3, 1, 1)
     return (x - mean) / std
 
 

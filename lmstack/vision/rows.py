@@ -18,7 +18,7 @@ from lmstack.io.conversations import encode_chat
 from lmstack.io.tokenizer import Tokenizer
 from lmstack.vision.data import CAPTION_PROMPT, Sample
 from lmstack.vision.encoder import VisionConfig
-from lmstack.vision.vlm import MEDIA_MARKER, expand_images, image_layout, pack_pixels, pixel_words
+from lmstack.vision.vlm import IMAGE_PAD, MEDIA_MARKER, expand_images, image_layout, pack_pixels, pixel_words
 
 
 def chat(question: str, answer: str | None = None, image: bool = True) -> list[dict]:
@@ -70,6 +70,9 @@ class ImageRows:
         ys = np.full((len(examples), seq_len), -1, dtype=np.int64)
         for r, (x, y) in enumerate(examples):
             xs[r, :len(x)], ys[r, :len(y)] = x, y
+        n_pad = (xs == tok.special(IMAGE_PAD)).sum(1)
+        if len(xs) and not (n_pad == 2 * cfg.tokens_per_view).all():  # VLM.forward puts one image's features there
+            raise LmstackError(f"a training row must hold one image's {2 * cfg.tokens_per_view} image positions")
         px = np.stack(images) if images else np.zeros((0, pixel_words(cfg)), np.int64)
         return torch.from_numpy(np.concatenate([xs, px], axis=1)), torch.from_numpy(ys)
 

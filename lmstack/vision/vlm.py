@@ -80,15 +80,20 @@ class VLM(nn.Module):
         return emb.masked_scatter(mask.unsqueeze(-1), features)
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"):
-        """x: (B, T + W) token ids then packed pixels of one image per row (see pack_pixels)."""
+        """x: (B, T + W) token ids then packed pixels of one image per row (see pack_pixels); a row's
+        pad positions, if any, are its image's (both views: ImageRows builds them so)."""
         ids, pixels = split_packed(x, self.config.vision)
-        has = (ids == self.config.image_pad_id).any(1)
-        feats = None
-        if bool(has.any()):
-            views = torch.stack([normalise(p, self.config.vision) for p in pixels[has].cpu().numpy()]).to(x.device)
-            f = self.image_features(views)  # (B', n, dim): an image at the encoder size is its tile and its global view
-            feats = torch.cat([f, f], dim=1)
-        return self.lm(ids, targets, reduction, embeds=self.embed(ids, feats))
+        f = self.image_features(normalise(pixels.to(x.device), self.config.vision))
+        return self.lm(ids, targets, reduction, embeds=self.place(ids, torch.cat([f, f], dim=1)))
+
+    def place(self, ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with row b's features (B, k, dim) at its pad positions, in order, without
+        data-dependent shapes (a compiled step traces it): rows without pads are left as they are."""
+        emb = self.lm.tok_embeddings(ids)
+        mask = ids == self.config.image_pad_id
+        slot = (mask.cumsum(1) - 1).clamp(0, features.shape[1] - 1)
+        picked = features.to(emb.dtype).gather(1, slot.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
+        return torch.where(mask.unsqueeze(-1), picked, emb)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
