@@ -1,8 +1,8 @@
-"""Which guard: the from-scratch hashed n-gram model (security/guard.py) or a logistic-regression head
-on SmolLM2-135M's mean-pooled hidden states? Both are measured on the generated held-out set
-(templates and topics neither trained on) and on bench/guard_ood.jsonl, 80 hand-written realistic
-prompts and documents in wording of their own; both get their threshold from the same held-out
-benign calibration draw at 1% false positives.
+"""Which guard: the from-scratch hashed n-gram model (security/guard.py), a logistic-regression head
+on SmolLM2-135M's mean-pooled hidden states, or both at once (flagged when either flags)? Each is
+measured on the generated held-out set (templates and topics neither trained on) and on
+bench/guard_ood.jsonl, 80 hand-written realistic prompts and documents in wording of their own; each
+gets its threshold from the same held-out benign calibration draw at 1% false positives.
 
     nice -n 10 python bench/guard_compare.py     # -> docs/results/security/guard.{json,md}
 
@@ -118,7 +118,14 @@ def main() -> None:
                                "train_seconds": round(time.perf_counter() - t0, 1),
                                "threshold": threshold_for(head.scores(cal), 0.01)}
 
-    for name, fn in (("scratch", scratch), ("smollm2_head", head.scores)):
+    # both: each score over its own 1% threshold, the larger of the two, flagged at >= 1 (so flagged
+    # when either guard flags); both_calibrated: the same score with its own threshold at 1% of the calibration draw
+    ts, th = results["scratch"]["threshold"], results["smollm2_head"]["threshold"]
+    both = lambda texts: np.maximum(scratch(texts) / ts, head.scores(texts) / th)
+    params = results["scratch"]["params"] + results["smollm2_head"]["params"]
+    results["both"] = {"params": params, "threshold": 1.0}
+    results["both_calibrated"] = {"params": params, "threshold": threshold_for(both(cal), 0.01)}
+    for name, fn in (("scratch", scratch), ("smollm2_head", head.scores), ("both", both), ("both_calibrated", both)):
         r = results[name]
         r["held_out"] = measure(fn(held_t), held_y, r["threshold"])
         r["ood"] = measure(fn(ood_t), ood_y, r["threshold"])
