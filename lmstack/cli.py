@@ -657,7 +657,7 @@ def add_vision(sub) -> None:
     s.add_argument("--n-train", type=int, default=3000,
                    help="generated training scenes of each kind (shapes, counts, text; digits are the bundled set)")
     s.add_argument("--mix", help="times --n-train per kind, and how often the bundled digits repeat: "
-                                 "e.g. digit=3,shape=1,count=2,text=4 (default: the package's)")
+                                 "e.g. digit=1,shape=1,count=1,text=1 (default digit=2,shape=1,count=2,text=3)")
     s.add_argument("--fresh-scenes", action=argparse.BooleanOptionalAction, default=True,
                    help="draw new scenes every epoch (same kinds and counts): more distinct training images "
                         "(default; --no-fresh-scenes: the same scenes every epoch)")

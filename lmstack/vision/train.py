@@ -42,7 +42,7 @@ def _stage(steps: int, batch: int, lr: float, **kw) -> TrainConfig:
 
 
 DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 9000}
-DEFAULT_MIX = {"digit": 1, "shape": 1, "count": 1, "text": 1}
+DEFAULT_MIX = {"digit": 2, "shape": 1, "count": 2, "text": 3}  # reading and counting need the most rows
 DEFAULT_LR = {"stage0": 3e-3, "stage1": 2e-3, "stage2": 2e-3}
 
 
