@@ -161,7 +161,7 @@ def test_the_image_reaches_the_language_model(vtok, vlm, data):
 
 
 def test_training_forward_places_each_rows_image_and_leaves_text_rows_alone(vtok, vlm, data, monkeypatch):
-    """VLM.forward (the training step's, without data-dependent shapes) gives the loss of embed + lm
+    """VLM.forward (the training step's, without data-dependent shapes) gives the logits of embed + lm
     row by row, and a row without image positions is the language model's own."""
     from lmstack.vision.ask import image_inputs
     from lmstack.vision.rows import ImageRows
@@ -181,12 +181,13 @@ def test_training_forward_places_each_rows_image_and_leaves_text_rows_alone(vtok
         assert torch.allclose(got[3], vlm.lm(ids[3:4])[0], atol=1e-5)
     import lmstack.vision.rows as rows_mod
 
+    real = rows_mod.image_example
+
     def one_short(*args):  # a row whose image positions do not match its image's features
         ids, targets = real(*args)
         drop = ids.index(vtok.special(IMAGE_PAD))
         return ids[:drop] + ids[drop + 1:], targets[:drop] + targets[drop + 1:]
 
-    real = rows_mod.image_example
     monkeypatch.setattr(rows_mod, "image_example", one_short)
     with pytest.raises(LmstackError, match="image positions"):
         ImageRows(vtok, cfg, data.train[:1], data.val[:1], 48, 1)

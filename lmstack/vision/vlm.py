@@ -68,16 +68,15 @@ class VLM(nn.Module):
         return self.projector(self.encoder(views), self.config.vision.grid)
 
     def embed(self, ids: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        """Token embeddings with `features` (all image tokens of the batch, in order) at the pad positions."""
-        emb = self.lm.tok_embeddings(ids)
-        mask = ids == self.config.image_pad_id
-        n = int(mask.sum())
-        if features is None or n == 0:
-            return emb
-        features = features.reshape(-1, emb.shape[-1]).to(emb.dtype)
-        if features.shape[0] != n:
-            raise LmstackError(f"the prompt holds {n} image positions but the images give {features.shape[0]} features")
-        return emb.masked_scatter(mask.unsqueeze(-1), features)
+        """Token embeddings with row b's image features (B, k, dim) at its pad positions: `place`, after
+        checking that every row holds exactly k of them (the training step skips the check)."""
+        n = (ids == self.config.image_pad_id).sum(1)
+        if features is None or not bool(n.any()):
+            return self.lm.tok_embeddings(ids)
+        if not bool((n == features.shape[1]).all()):
+            raise LmstackError(f"the prompt holds {int(n.max())} image positions but the images give "
+                               f"{features.shape[1]} features")
+        return self.place(ids, features)
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"):
         """x: (B, T + W) token ids then packed pixels of one image per row (see pack_pixels); a row's
