@@ -136,12 +136,30 @@ def test_rows_carry_their_pixels(vtok, vlm, data):
     rows = ImageRows(vtok, cfg, data.train[:5], data.val[:2], 48, 4)
     x, y = rows.get(0)
     ids, pix = split_packed(x, cfg)
-    assert ids.shape == y.shape == (4, 48)
+    assert ids.shape == y.shape and ids.shape[0] == 4 and ids.shape[1] <= 48
+    assert (y[:, -1] != -1).any()  # trimmed to the batch's last target, no further
     images = {s.image.tobytes() for s in data.train[:5]}
     assert all(p.numpy().tobytes() in images for p in pix)
     assert ((ids == vtok.special(IMAGE_PAD)).sum(1) == 2 * cfg.tokens_per_view).all()
     assert torch.equal(split_packed(torch.from_numpy(pack_pixels(data.train[0].image, cfg))[None], cfg)[1][0],
                        torch.from_numpy(data.train[0].image))
+
+
+def test_trimmed_batches_train_on_the_same_loss(vtok, vlm, data):
+    """A batch without its shared padding columns gives the full rows' loss, and the columns that go
+    hold nothing trained."""
+    from lmstack.vision.rows import ImageRows, trim_padding
+
+    rows = ImageRows(vtok, vlm.config.vision, data.train[:6], data.val[:2], 48, 6)
+    full_x, full_y = rows.x[:6], rows.y[:6]
+    x, y = trim_padding(full_x, full_y, 48)
+    assert y.shape[1] < 48 and x.shape[1] == full_x.shape[1] - (48 - y.shape[1])
+    assert (full_y[:, y.shape[1]:] == -1).all()
+    with torch.no_grad():
+        _, a = vlm(full_x, full_y, reduction="sum")
+        _, b = vlm(x, y, reduction="sum")
+    assert torch.allclose(a, b, rtol=1e-5)
+    assert torch.equal(split_packed(x, vlm.config.vision)[1], split_packed(full_x, vlm.config.vision)[1])
 
 
 def test_the_image_reaches_the_language_model(vtok, vlm, data):
@@ -167,7 +185,8 @@ def test_training_forward_places_each_rows_image_and_leaves_text_rows_alone(vtok
     from lmstack.vision.rows import ImageRows
 
     cfg = vlm.config.vision
-    x, y = ImageRows(vtok, cfg, data.train[:4], data.val[:2], 48, 4).get(0)
+    rows = ImageRows(vtok, cfg, data.train[:4], data.val[:2], 48, 4)
+    x = rows.x[:4].clone()  # full rows: the text row below needs the room
     ids, pix = split_packed(x, cfg)
     text = torch.tensor(vtok.encode("What shape is this?")[:48])
     x[3, :48] = vtok.end_of_text_id

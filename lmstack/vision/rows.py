@@ -3,7 +3,8 @@
 Each sample gives one conversation per question (and one asking for its caption); the user's
 turn starts with the media marker, which `expand_images` turns into the image layout. Targets
 follow SFT's rule (assistant tokens only, through `encode_chat`'s mask). Rows are one image each,
-padded, and carry their image's packed pixels after the ids.
+padded, and carry their image's packed pixels after the ids; a batch drops the padding columns
+that all its rows share.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ def image_example(tok: Tokenizer, cfg: VisionConfig, question: str, answer: str)
     return ids[:-1], [t if m else -1 for t, m in zip(ids[1:], mask[1:], strict=True)]
 
 
+def trim_padding(x: torch.Tensor, y: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of packed rows without the padding columns after its last target. The loss is the same
+    (attention is causal, and those columns predict nothing), and a short example stops costing a full
+    row: a real base's rows are padded for its longest caption and system prompt, so most are half empty."""
+    trained = (y != -1).any(0)
+    keep = int(trained.nonzero().max()) + 1 if bool(trained.any()) else y.shape[1]
+    if keep == y.shape[1]:
+        return x, y
+    return torch.cat([x[:, :keep], x[:, seq_len:]], dim=1), y[:, :keep]
+
+
 class ImageRows:
     """A BatchSource of rows (ids + packed pixels, targets): each epoch visits every row once, seeded.
     With `redraw`, epoch e > 0 has the rows of redraw(e)'s images (the same count), built when first
@@ -47,7 +59,7 @@ class ImageRows:
     def __init__(self, tok: Tokenizer, cfg: VisionConfig, train: list[Sample], val: list[Sample], seq_len: int,
                  batch_size: int, seed: int = 0, captions: bool = True, questions: bool = True,
                  redraw: Callable[[int], list[Sample]] | None = None):
-        self.batch_size, self.seed, self.redraw = batch_size, seed, redraw
+        self.batch_size, self.seed, self.redraw, self.seq_len = batch_size, seed, redraw, seq_len
         self._build = lambda samples: self._rows(tok, cfg, samples, seq_len, captions, questions)
         self.x, self.y = self._build(train)
         self.vx, self.vy = self._build(val)
@@ -89,7 +101,7 @@ class ImageRows:
             rows = torch.from_numpy(np.random.default_rng([self.seed, int(epoch)]).permutation(n)[sel])
             xs.append(x[rows])
             ys.append(y[rows])
-        return torch.cat(xs), torch.cat(ys)
+        return trim_padding(torch.cat(xs), torch.cat(ys), self.seq_len)
 
     def _epoch_rows(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.redraw is None:
@@ -103,4 +115,4 @@ class ImageRows:
 
     def val_batches(self, n_batches: int):
         for i in range(0, min(len(self.vx), n_batches * self.batch_size), self.batch_size):
-            yield self.vx[i:i + self.batch_size], self.vy[i:i + self.batch_size]
+            yield trim_padding(self.vx[i:i + self.batch_size], self.vy[i:i + self.batch_size], self.seq_len)
