@@ -650,10 +650,13 @@ def add_vision(sub) -> None:
     s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,9000)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--lora-rank", type=int, default=8, help="with --base: LoRA rank of the language side")
-    s.add_argument("--encoder-dim", type=int, default=64,
-                   help="the vision encoder's width (its MLP is three times as wide)")
-    s.add_argument("--scale-factor", type=int, default=4,
-                   help="pixel shuffle: each s x s block of patches becomes one image token (2: 16 tokens a view)")
+    s.add_argument("--encoder", metavar="RUN",
+                   help="start from the trained encoder of a finished vision run (its shape too), e.g. onto --base")
+    s.add_argument("--encoder-dim", type=int,
+                   help="the vision encoder's width (its MLP is three times as wide; default 64)")
+    s.add_argument("--scale-factor", type=int,
+                   help="pixel shuffle: each s x s block of patches becomes one image token (default 4; "
+                        "2: 16 tokens a view)")
     s.add_argument("--n-train", type=int, default=3000,
                    help="generated training scenes of each kind (shapes, counts, text; digits are the bundled set)")
     s.add_argument("--mix", help="times --n-train per kind, and how often the bundled digits repeat: "
@@ -674,7 +677,7 @@ def cmd_vision(a) -> None:
 
     from lmstack.train.lora import LoRAConfig
     from lmstack.vision.encoder import VisionConfig
-    from lmstack.vision.train import DEFAULT_MIX, VisionTrainConfig, stage_config, train_vlm
+    from lmstack.vision.train import DEFAULT_MIX, VisionTrainConfig, stage_config, train_vlm, trained_encoder
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -685,7 +688,14 @@ def cmd_vision(a) -> None:
         except ValueError:
             raise LmstackError(f"--steps takes three numbers (stages 0,1,2), got {a.steps!r}") from None
         steps = {"stage0": s0, "stage1": s1, "stage2": s2}
-    vision = VisionConfig(dim=a.encoder_dim, ffn_dim=3 * a.encoder_dim, scale_factor=a.scale_factor)
+    if a.encoder:
+        if a.encoder_dim is not None or a.scale_factor is not None:
+            raise LmstackError("--encoder takes the encoder's shape from its run: leave out --encoder-dim and "
+                               "--scale-factor")
+        vision = trained_encoder(a.encoder)[0]
+    else:
+        dim = 64 if a.encoder_dim is None else a.encoder_dim
+        vision = VisionConfig(dim=dim, ffn_dim=3 * dim, scale_factor=4 if a.scale_factor is None else a.scale_factor)
     mix = {}
     for part in (a.mix.split(",") if a.mix else []):
         kind, _, times = part.partition("=")
@@ -693,7 +703,8 @@ def cmd_vision(a) -> None:
             mix[kind.strip()] = int(times)
         except ValueError:
             raise LmstackError(f"--mix takes kind=times pairs, got {part!r}") from None
-    cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision, n_train=a.n_train,
+    cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision, encoder=a.encoder,
+                            n_train=a.n_train,
                             mix={**DEFAULT_MIX, **mix}, fresh_scenes=a.fresh_scenes,
                             digit_shift=a.digit_shift,
                             lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,

@@ -324,6 +324,25 @@ def vrun(vtok, vlm, tmp_path_factory):
     return d
 
 
+def test_a_run_starts_from_another_runs_trained_encoder(vrun, vlm, data, tmp_path, capsys):
+    from lmstack.vision.train import VisionTrainConfig, build_model, trained_encoder
+
+    vision, weights = trained_encoder(vrun)
+    assert vision == vlm.config.vision
+    fresh, _, _ = build_model(VisionTrainConfig(vision=vision, vocab_size=300), data)
+    reused, _, _ = build_model(VisionTrainConfig(vision=vision, vocab_size=300, encoder=str(vrun)), data)
+    for k, v in vlm.encoder.state_dict().items():
+        assert torch.equal(reused.encoder.state_dict()[k], v)
+    assert not torch.equal(fresh.encoder.patch_embd.weight, vlm.encoder.patch_embd.weight)
+    with pytest.raises(LmstackError, match="not this run's"):
+        build_model(VisionTrainConfig(vision=VisionConfig(**{**SMALL, "dim": 16, "ffn_dim": 32}), vocab_size=300,
+                                      encoder=str(vrun)), data)
+    with pytest.raises(LmstackError, match="not a finished vision run"):
+        trained_encoder(tmp_path)
+    assert "leave out --encoder-dim" in _fails(capsys, ["vision", "train", "--encoder", str(vrun), "--encoder-dim",
+                                                        "32", "--out", str(tmp_path / "v")])
+
+
 def _fails(capsys, argv):
     from lmstack.cli import main
 

@@ -2,7 +2,8 @@
 
   stage0/  the language model learns the text of the task (captions, questions, answers) without
            images, so it has words to say; skipped when a real base model is given
-  stage1/  captions with the language model frozen: only the encoder and projector learn
+  stage1/  captions with the language model frozen: only the encoder and projector learn (only the
+           projector when the encoder comes trained from another run, --encoder)
   stage2/  visual question answering (and captions) with SFT's rule (assistant tokens only): the
            whole model, or LoRA on the language side of a real base model (merged at the end)
 
@@ -57,6 +58,9 @@ class VisionTrainConfig:
     out_dir: str = "runs/vlm"
     base: str | None = None  # None: a small language model trained here (stage 0); else a model to adapt
     vision: VisionConfig = field(default_factory=VisionConfig)
+    # a finished vision run whose trained encoder this one starts from (the same VisionConfig): a real
+    # base then learns only to read it, as SmolVLM starts from a pretrained SigLIP; None: from scratch
+    encoder: str | None = None
     lm_preset: str = "nano"
     vocab_size: int = 400
     # 0: room for the longest caption beside both views' image tokens: 64 for the small model at 4 tokens
@@ -145,7 +149,22 @@ def build_model(cfg: VisionTrainConfig, data: VisionData) -> tuple[VLM, Tokenize
         if cfg.seq_len > lm.config.max_seq_len:
             raise LmstackError(f"seq_len {cfg.seq_len} exceeds the base model's context {lm.config.max_seq_len}")
     vlm = VLM(VLMConfig(cfg.vision, lm.config, tok.special(IMAGE_PAD)), lm)
+    if cfg.encoder is not None:
+        vision, weights = trained_encoder(cfg.encoder)
+        if vision != cfg.vision:
+            raise ConfigError(f"the encoder of {cfg.encoder} is {vision}, not this run's {cfg.vision}")
+        vlm.encoder.load_state_dict(weights)
     return vlm, tok, template
+
+
+def trained_encoder(run_dir: str | Path) -> tuple[VisionConfig, dict[str, torch.Tensor]]:
+    """(VisionConfig, encoder weights) of a finished vision run, for another run to start from."""
+    path = Path(run_dir) / "vlm.pt"
+    if not path.exists():
+        raise LmstackError(f"{run_dir} is not a finished vision run (no vlm.pt): its encoder cannot be reused")
+    state = load_checkpoint(path)
+    vision = VLMConfig.from_dict(state["model_config"]).vision
+    return vision, {k.removeprefix("encoder."): v for k, v in state["model"].items() if k.startswith("encoder.")}
 
 
 def _run_stage(name: str, model, data, tc: TrainConfig, run_dir: Path, tok: Tokenizer, progress: bool) -> TrainResult:
@@ -184,7 +203,8 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
         text = ConversationBatches(tok, text_conversations(data.train), text_conversations(data.val), cfg.seq_len,
                                    cfg.stage0.batch_size, seed=cfg.seed)
         results["stage0"] = _run_stage("stage0", vlm.lm, text, cfg.stage0, run_dir, tok, progress)
-    for p in vlm.lm.parameters():
+    # stage 1 learns the projector and, unless it comes trained, the encoder
+    for p in list(vlm.lm.parameters()) + (list(vlm.encoder.parameters()) if cfg.encoder else []):
         p.requires_grad_(False)
     captions = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, cfg.stage1.batch_size, cfg.seed,
                          captions=True, questions=False, redraw=data.redraw)
@@ -202,7 +222,8 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
     if cfg.lora is not None:
         merge_lora(vlm.lm)
     save_vlm(vlm, run_dir)
-    info = {"kind": "vlm", "base": cfg.base, "chat_template": template, "seq_len": cfg.seq_len,
+    info = {"kind": "vlm", "base": cfg.base, "encoder_from": cfg.encoder, "chat_template": template,
+            "seq_len": cfg.seq_len,
             "seed": cfg.seed, "n_train": cfg.n_train, "mix": cfg.mix, "fresh_scenes": cfg.fresh_scenes,
             "digit_shift": cfg.digit_shift,
             "n_val": cfg.n_val, "lm_preset": cfg.lm_preset,
