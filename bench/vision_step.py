@@ -14,25 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from sft_step_cost import step_time  # bench/ is on the path when a bench script runs
 
 from lmstack.train.lora import LoRAConfig, apply_lora
 from lmstack.train.optim import make_optimizer
 from lmstack.vision.data import build_data
 from lmstack.vision.rows import ImageRows, trim_padding
 from lmstack.vision.train import VisionTrainConfig, build_model
-
-
-def step(model, opt, x, y) -> float:
-    t0 = time.perf_counter()
-    _, loss = model(x, y)
-    loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -64,7 +55,7 @@ def main() -> None:
             lf, lt = float(vlm.eval()(*full)[1]), float(vlm(*trimmed)[1])
         gaps.append(abs(lf - lt) / lf)
         vlm.train()
-        tf, tt = step(vlm, opt, *full), step(vlm, opt, *trimmed)
+        tf, tt = step_time(vlm, opt, *full), step_time(vlm, opt, *trimmed)
         widths.append(trimmed[1].shape[1])
         if s >= 2:  # the first steps warm up allocators and kernels
             times["full"].append(tf)
