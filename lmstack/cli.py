@@ -510,6 +510,9 @@ def add_serve(sub) -> None:
                    help="screen user input (flagged: 400) and tool results (flagged: withheld) with the guard "
                         "(ngrams, the default; smollm2: a head on SmolLM2's hidden states, better on unseen "
                         "wording, about 50 ms a text)")
+    s.add_argument("--log", default="requests", choices=["off", "requests", "contents"],
+                   help="access log on stderr: one line per request without its contents (default), with the "
+                        "request and response bodies too (contents: they may be private), or none")
     s.set_defaults(fn=cmd_serve)
 
 
@@ -536,7 +539,7 @@ def cmd_serve(a) -> None:
                     rate_per_minute=a.rate_per_minute, image_dir=a.image_dir)
     serve(a.model or ["runs/speedrun/assistant"], a.host, a.port, quant=a.quant, threads=a.threads,
           max_batch=a.max_batch, compile=a.compile, kv_cache_mb=a.kv_cache_mb, tools=a.tools, docs=a.docs,
-          api_key_file=a.api_key_file, limits=limits, guard=a.guard)
+          api_key_file=a.api_key_file, limits=limits, guard=a.guard, log=a.log)
 
 
 def add_sample(sub) -> None:

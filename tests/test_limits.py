@@ -110,3 +110,26 @@ def test_key_files(tmp_path):
         read_api_keys(tmp_path / "missing.txt")
     with pytest.raises(LmstackError):
         Limits(max_concurrent=0).check()
+
+
+@pytest.mark.parametrize("mode", ["requests", "contents"])
+def test_access_log_names_the_key_by_index_and_holds_contents_only_when_asked(mode, caplog):
+    """One line per request, refusals included; never the key; the bodies only in `contents` mode."""
+    from lmstack.serve.access_log import AccessLog
+
+    caplog.set_level("INFO", logger="lmstack.serve")
+    with running_server(AccessLog(_app(Limits(api_keys=(KEY, OTHER))), mode=mode)) as url:
+        httpx.post(f"{url}/v1/echo", content=b"my private prompt", headers={"Authorization": "Bearer wrong-key-1"})
+        r = httpx.post(f"{url}/v1/echo", content=b"my private prompt", headers={"Authorization": f"Bearer {OTHER}"})
+        assert r.status_code == 200
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "lmstack.serve"]
+    heads = [ln for ln in lines if not ln.startswith("  ")]
+    assert heads[0].startswith("unauthenticated POST /v1/echo 401 ") and "out=" in heads[0]
+    assert heads[1].startswith("key:1 POST /v1/echo 200 ") and "in=17B" in heads[1]
+    text = "\n".join(lines)
+    assert OTHER not in text and "wrong-key-1" not in text
+    assert ("my private prompt" in text) == (mode == "contents")
+    if mode == "contents":
+        assert '  response: {"bytes":17}' in lines
+    with pytest.raises(LmstackError, match="--log must be one of"):
+        AccessLog(_app(Limits()), mode="everything")

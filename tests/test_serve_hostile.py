@@ -64,3 +64,14 @@ def test_unauthenticated_and_slow_clients_are_refused_while_a_good_one_is_served
     for _ in range(3):  # the server is still there for a client that behaves
         r = httpx.post(url + "/v1/chat/completions", json=_chat(), headers=AUTH, timeout=60)
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_the_server_logs_each_request_without_its_contents(url, caplog):
+    caplog.set_level("INFO", logger="lmstack.serve")
+    body = _chat(messages=[{"role": "user", "content": "the launch code is 7741"}])
+    assert httpx.post(f"{url}/v1/chat/completions", json=body, headers=AUTH).status_code == 200
+    assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
+    lines = [r.getMessage() for r in caplog.records if r.name == "lmstack.serve"]
+    assert any(ln.startswith("key:0 POST /v1/chat/completions 200 ") for ln in lines)
+    assert any(ln.startswith("unauthenticated POST /v1/chat/completions 401 ") for ln in lines)
+    assert not any("7741" in ln or KEY in ln for ln in lines)

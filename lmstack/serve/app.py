@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmstack.errors import LmstackError
 from lmstack.io.conversations import encode_chat
 from lmstack.serve import builtin
+from lmstack.serve.access_log import AccessLog
 from lmstack.serve.guard import guard_tools, screen_messages, screen_prompts
 from lmstack.serve.images import read_images
 from lmstack.serve.limits import Limits, LimitsMiddleware
@@ -54,10 +55,11 @@ class ModelEntry:
 
 
 def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None = None,
-               limits: Limits | None = None, guard=None) -> FastAPI:
+               limits: Limits | None = None, guard=None, log: str = "requests") -> FastAPI:
     """A FastAPI app serving the given engines ({name: engine}) under their names, with the server's
     own tools (lmstack.tools) for requests that bring none, behind the front-door `limits`; with a
-    `guard` (security.guard.Guard), user input and tool results are screened (serve/guard.py)."""
+    `guard` (security.guard.Guard), user input and tool results are screened (serve/guard.py); `log`
+    is the access log's mode (serve/access_log.py)."""
     entries = models if isinstance(models, list) else [ModelEntry(n, e) for n, e in models.items()]
     if not entries:
         raise LmstackError("serve: no model to serve")
@@ -76,6 +78,8 @@ def create_app(models: dict[str, object] | list[ModelEntry], tools: list | None 
     limits = limits or Limits()
     image_dir = limits.image_dir
     app.add_middleware(LimitsMiddleware, limits=limits)
+    if log != "off":
+        app.add_middleware(AccessLog, mode=log)  # added last, so outermost: refusals are logged too
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError):

@@ -78,6 +78,7 @@ class LimitsMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         public = path == "/" or any(path.startswith(p) for p in PUBLIC[1:])
         who = self._identity(headers, scope)
+        scope["lmstack.client"] = who or "unauthenticated"  # for the access log, which never sees the key
         if who is None and path == "/health":
             return await _reply(send, 200, b'{"status": "ok"}')  # alive, and nothing more without a key
         if who is None and not public:

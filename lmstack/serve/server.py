@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
 from lmstack.errors import LmstackError
+from lmstack.serve.access_log import check_log_mode
+from lmstack.serve.access_log import logger as access_logger
 from lmstack.serve.app import ModelEntry, create_app
 from lmstack.serve.limits import Limits, read_api_keys
 
@@ -48,7 +51,8 @@ def load_entries(specs: list[str], quant: str = "auto", threads: int | None = No
 def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: str = "auto",
           threads: int | None = None, max_batch: int = 32, compile: bool | str = "auto",
           kv_cache_mb: float | None = None, tools: str | None = None, docs: str | None = None,
-          api_key_file: str | None = None, limits: Limits | None = None, guard: bool | str = False) -> None:
+          api_key_file: str | None = None, limits: Limits | None = None, guard: bool | str = False,
+          log: str = "requests") -> None:
     """Load the models and the tools, then serve until stopped. Everything a flag names is checked
     (and the documents indexed) before the first model is loaded."""
     import uvicorn
@@ -59,6 +63,7 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: st
     if api_key_file:
         limits = replace(limits, api_keys=read_api_keys(api_key_file))
     limits.check()
+    check_log_mode(log)
     toolset = builtin_tools(tools or [], docs)
     screen = None
     if guard:  # True or "ngrams": the default guard; "smollm2": the head on SmolLM2's hidden states
@@ -66,7 +71,7 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: st
 
         screen = Guard.load(GuardConfig.named("ngrams" if guard is True else guard), quiet=False)
     entries = load_entries(specs, quant, threads, max_batch, compile, kv_cache_mb)
-    app = create_app(entries, tools=toolset, limits=limits, guard=screen)
+    app = create_app(entries, tools=toolset, limits=limits, guard=screen, log=log)
     names = ", ".join(f"{e.name} ({e.engine.quant}{', compiled' if e.engine.compiled else ''})" for e in entries)
     print(f"serving {names} at http://{host}:{port}/  (API: http://{host}:{port}/v1)")
     if toolset:
@@ -77,4 +82,11 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, quant: st
     if not limits.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {host} without API keys: anyone who can reach this address can use the "
               "models and their tools (give --api-key-file)")
+    if log != "off":
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        access_logger.addHandler(handler)
+        access_logger.setLevel(logging.INFO)
+        print(f"log: one line per request{' with its request and response bodies' if log == 'contents' else ''} "
+              "on stderr")
     uvicorn.run(app, host=host, port=port, log_level="warning")
