@@ -29,9 +29,9 @@ from lmstack.io.files import write_json
 from lmstack.serve import create_app
 from lmstack.serve.app import ModelEntry
 from lmstack.vision.ask import ask
-from lmstack.vision.data import build_data
 from lmstack.vision.pair import export_pair
 from lmstack.vision.serving import open_vision
+from lmstack.vision.train import run_data
 
 
 def png_url(img) -> str:
@@ -61,8 +61,7 @@ def serving(app):
 
 def held_out(run: Path, vision, per_type: int) -> list[tuple]:
     info = json.loads((run / "run.json").read_text())
-    data = build_data(vision.vlm.config.vision.image_size, info["seed"], info["n_train"], info["n_val"],
-                      mix=info.get("mix"))
+    data = run_data(info, vision.vlm.config.vision.image_size)
     by_type: dict[str, list] = {}
     for s in data.val:
         for kind, q, _ in s.qa:

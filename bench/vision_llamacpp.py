@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from lmstack.vision.ask import ask_ids, image_inputs, prompt_ids
-from lmstack.vision.data import build_data
 from lmstack.vision.llamacpp import LlamaCppVision, png_data_url
 from lmstack.vision.pair import export_pair, load_pair
+from lmstack.vision.train import run_data
 from lmstack.vision.vlm import image_layout
 
 
@@ -45,7 +45,7 @@ def main() -> None:
         export_pair(run)
     vlm, tok = load_pair(run / "model.gguf", run / "mmproj.gguf")
     info = json.loads((run / "run.json").read_text())
-    data = build_data(vlm.config.vision.image_size, info["seed"], info["n_train"], info["n_val"], mix=info.get("mix"))
+    data = run_data(info, vlm.config.vision.image_size)
     by_type: dict[str, list] = {}
     for s in data.val:
         for kind, q, _ in s.qa:

@@ -24,6 +24,7 @@ from lmstack.train.optim import make_optimizer
 from lmstack.vision.data import build_data
 from lmstack.vision.rows import ImageRows, trim_padding
 from lmstack.vision.train import VisionTrainConfig, build_model
+from lmstack.vision.vlm import pixel_words
 
 
 def main() -> None:
@@ -31,6 +32,8 @@ def main() -> None:
     ap.add_argument("--base", help="a real language model (LoRA rank 8 on it, as lmstack vision train --base)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--compile", action="store_true", help="eager against torch.compile, full rows")
+    ap.add_argument("--group", action="store_true", help="batches grouped by image against a plain shuffle")
     ap.add_argument("--json")
     a = ap.parse_args()
     cfg = VisionTrainConfig(base=a.base, n_train=200)
@@ -43,8 +46,13 @@ def main() -> None:
             p.requires_grad_(False)
         apply_lora(vlm.lm, LoRAConfig(rank=8, alpha=16.0))
     vlm.train()
-    rows = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, a.batch_size, seed=1)
+    rows = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, a.batch_size, seed=1, group_images=a.group)
     opt = make_optimizer(vlm, 1e-5, 0.0, (0.9, 0.95))
+    if a.compile:
+        return compare_compiled(vlm, opt, rows, a)
+    if a.group:
+        shuffled = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, a.batch_size, seed=1)
+        return compare_grouped(vlm, opt, rows, shuffled, a)
     times, widths, gaps = {"full": [], "trimmed": []}, [], []
     gen = torch.Generator().manual_seed(0)
     for s in range(a.steps + 2):
@@ -68,6 +76,49 @@ def main() -> None:
           f"{out['median_trimmed_width']:.0f}; "
           f"median step {med['full'] * 1000:.0f} ms full, {med['trimmed'] * 1000:.0f} ms trimmed "
           f"({out['speedup']:.2f}x); largest relative loss gap {out['max_relative_loss_gap']:.1e}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1))
+
+
+def compare_compiled(vlm, opt, rows: ImageRows, a) -> None:
+    compiled = torch.compile(vlm)
+    gen = torch.Generator().manual_seed(0)
+    times, first = {"eager": [], "compiled": []}, 0.0
+    for s in range(a.steps + 2):
+        idx = torch.randperm(len(rows), generator=gen)[: a.batch_size]
+        x, y = rows.x[idx], rows.y[idx]
+        te, tc = step_time(vlm, opt, x, y), step_time(compiled, opt, x, y)
+        first = first or tc  # the compile itself
+        if s >= 2:
+            times["eager"].append(te)
+            times["compiled"].append(tc)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out = {"base": a.base, "threads": torch.get_num_threads(), "batch": a.batch_size, "width": rows.seq_len,
+           "median_step_s": med, "speedup": med["eager"] / med["compiled"], "first_compiled_step_s": first}
+    print(f"{a.base or 'default'}: full rows of {rows.seq_len} tokens; median step {med['eager'] * 1000:.1f} ms "
+          f"eager, {med['compiled'] * 1000:.1f} ms compiled ({out['speedup']:.2f}x); the first compiled step "
+          f"(the compile) {first:.1f} s")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1))
+
+
+def compare_grouped(vlm, opt, grouped: ImageRows, shuffled: ImageRows, a) -> None:
+    times, images = {"grouped": [], "shuffled": []}, {"grouped": [], "shuffled": []}
+    for s in range(a.steps + 2):
+        for name, rows in (("grouped", grouped), ("shuffled", shuffled)):
+            x, y = rows.get(s)
+            dt = step_time(vlm, opt, x, y)
+            if s >= 2:
+                times[name].append(dt)
+                images[name].append(len(torch.unique(x[:, -pixel_words(vlm.config.vision):], dim=0)))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out = {"base": a.base, "threads": torch.get_num_threads(), "batch": a.batch_size, "median_step_s": med,
+           "median_images_per_batch": {k: statistics.median(v) for k, v in images.items()},
+           "speedup": med["shuffled"] / med["grouped"]}
+    n = out["median_images_per_batch"]
+    print(f"{a.base or 'default'}: batches of {a.batch_size} rows hold a median {n['grouped']:.0f} images grouped, "
+          f"{n['shuffled']:.0f} shuffled; median step "
+          f"{med['grouped'] * 1000:.1f} ms grouped, {med['shuffled'] * 1000:.1f} ms shuffled ({out['speedup']:.2f}x)")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))
 

@@ -650,7 +650,7 @@ def add_vision(sub) -> None:
     s.add_argument("--out", default="runs/vlm", help="run directory (an unfinished one resumes)")
     s.add_argument("--base", help="a language model to adapt (run directory, .gguf or model name; LoRA in "
                    "stage 2); default: a small one trained here")
-    s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,9000)")
+    s.add_argument("--steps", help="steps of stages 0,1,2 (default 300,600,18000)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--lora-rank", type=int, default=8, help="with --base: LoRA rank of the language side")
     s.add_argument("--encoder", metavar="RUN",
@@ -669,6 +669,13 @@ def add_vision(sub) -> None:
                         "(default; --no-fresh-scenes: the same scenes every epoch)")
     s.add_argument("--digit-shift", type=int, default=0,
                    help="with --fresh-scenes: move each training digit by up to this many pixels each epoch")
+    s.add_argument("--numbers", type=float,
+                   help="the share of training text scenes that are numbers, 0.5-1 (held-out: half)")
+    s.add_argument("--max-digits", type=int, default=2,
+                   help="training numbers have 1 to this many digits, 2-4 (held-out: 0-99)")
+    s.add_argument("--group-images", action=argparse.BooleanOptionalAction, default=False,
+                   help="stage 2 batches an image's questions together and encodes it once: cheaper steps "
+                        "of fewer images (default: a plain shuffle of the rows)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     s.add_argument("--device", default="auto", type=_device)
@@ -679,8 +686,8 @@ def cmd_vision(a) -> None:
     import torch
 
     from lmstack.train.lora import LoRAConfig
+    from lmstack.vision import train as vt
     from lmstack.vision.encoder import VisionConfig
-    from lmstack.vision.train import DEFAULT_MIX, VisionTrainConfig, stage_config, train_vlm, trained_encoder
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -695,7 +702,7 @@ def cmd_vision(a) -> None:
         if a.encoder_dim is not None or a.scale_factor is not None:
             raise LmstackError("--encoder takes the encoder's shape from its run: leave out --encoder-dim and "
                                "--scale-factor")
-        vision = trained_encoder(a.encoder)[0]
+        vision = vt.trained_encoder(a.encoder)[0]
     else:
         dim = 64 if a.encoder_dim is None else a.encoder_dim
         vision = VisionConfig(dim=dim, ffn_dim=3 * dim, scale_factor=4 if a.scale_factor is None else a.scale_factor)
@@ -706,14 +713,15 @@ def cmd_vision(a) -> None:
             mix[kind.strip()] = int(times)
         except ValueError:
             raise LmstackError(f"--mix takes kind=times pairs, got {part!r}") from None
-    cfg = VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision, encoder=a.encoder,
-                            n_train=a.n_train,
-                            mix={**DEFAULT_MIX, **mix}, fresh_scenes=a.fresh_scenes,
-                            digit_shift=a.digit_shift,
-                            lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,
-                            **stage_config(steps, a.batch_size, a.device))
+    numbers = vt.DEFAULT_NUMBERS if a.numbers is None else a.numbers
+    cfg = vt.VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision, encoder=a.encoder,
+                               n_train=a.n_train, mix={**vt.DEFAULT_MIX, **mix}, fresh_scenes=a.fresh_scenes,
+                               digit_shift=a.digit_shift, numbers=numbers, max_digits=a.max_digits,
+                               group_images=a.group_images,
+                               lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,
+                               **vt.stage_config(steps, a.batch_size, a.device))
     try:
-        info = train_vlm(cfg)
+        info = vt.train_vlm(cfg)
     except KeyboardInterrupt:
         print(f"stopped; resume with: lmstack vision train --out {a.out}", file=sys.stderr)
         sys.exit(130)

@@ -162,6 +162,56 @@ def test_trimmed_batches_train_on_the_same_loss(vtok, vlm, data):
     assert torch.equal(split_packed(x, vlm.config.vision)[1], split_packed(full_x, vlm.config.vision)[1])
 
 
+def test_grouped_batches_visit_every_row_once_with_each_images_rows_together(vtok, vlm, data):
+    """An epoch is a permutation of the rows in which each image's rows are consecutive, seeded; without
+    grouping it is the plain shuffle of the rows."""
+    from lmstack.vision.rows import ImageRows
+
+    cfg = vlm.config.vision
+    rows = ImageRows(vtok, cfg, data.train[:30], data.val[:2], 48, 5, seed=3, group_images=True)
+    n = len(rows)
+    sizes = np.bincount(rows.image_of)
+    assert sizes.max() > 1  # a one-shape scene has four questions and a caption
+    for epoch in (0, 1):
+        order = rows._epoch_rows(epoch)[2]
+        assert sorted(order.tolist()) == list(range(n))
+        runs = np.split(rows.image_of[order], np.flatnonzero(np.diff(rows.image_of[order])) + 1)
+        assert len(runs) == len(sizes) and all(len(r) == sizes[r[0]] for r in runs)
+    assert not np.array_equal(rows._epoch_rows(0)[2], rows._epoch_rows(1)[2])
+    again = ImageRows(vtok, cfg, data.train[:30], data.val[:2], 48, 5, seed=3, group_images=True)
+    assert all(torch.equal(rows.get(s)[0], again.get(s)[0]) for s in range(2 * n // 5))
+    plain = ImageRows(vtok, cfg, data.train[:30], data.val[:2], 48, 5, seed=3)
+    assert np.array_equal(plain._epoch_rows(1)[2], np.random.default_rng([3, 1]).permutation(n))
+    ids = lambda r, s: split_packed(r.get(s)[0], cfg)[1].reshape(5, -1)
+    distinct = lambda r: np.mean([len(torch.unique(ids(r, s), dim=0)) for s in range(n // 5)])
+    assert distinct(rows) < distinct(plain)  # fewer images a batch: fewer passes through the encoder
+
+
+def test_rows_sharing_an_image_train_as_if_each_had_its_own(vtok, data):
+    """VLM.forward encodes each distinct image of a batch once; the loss and every gradient are those
+    of encoding it for each row."""
+    from lmstack.vision.preprocess import normalise
+    from lmstack.vision.rows import ImageRows
+
+    torch.manual_seed(1)
+    cfg = VisionConfig(**SMALL)
+    model = VLM(VLMConfig(cfg, preset("nano", vocab_size=vtok.vocab_size), vtok.special(IMAGE_PAD)))
+    rows = ImageRows(vtok, cfg, data.train[:12], data.val[:2], 48, 8)
+    x, y = rows.x[:8], rows.y[:8]  # as built: each image's rows side by side
+    assert len(torch.unique(split_packed(x, cfg)[1].reshape(8, -1), dim=0)) < 8
+    _, loss = model(x, y)
+    loss.backward()
+    got = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    ids, pix = split_packed(x, cfg)
+    f = model.image_features(normalise(pix, cfg))  # once per row
+    _, want = model.lm(ids, y, embeds=model.place(ids, torch.cat([f, f], dim=1)))
+    want.backward()
+    assert torch.allclose(loss, want, rtol=1e-6)
+    for k, p in model.named_parameters():
+        assert torch.allclose(got[k], p.grad, rtol=1e-4, atol=1e-7), k
+
+
 def test_the_image_reaches_the_language_model(vtok, vlm, data):
     from lmstack.vision.ask import image_inputs, prompt_ids
 
@@ -268,6 +318,48 @@ def test_mix_weights_the_training_side_by_kind_and_leaves_the_held_out_side_unse
         VisionTrainConfig(mix={"text": 0})
 
 
+def test_numbers_share_moves_training_text_scenes_only(data):
+    """numbers > 0.5 turns training words into numbers at that rate; the held-out side keeps its
+    half-and-half draw picture for picture (only training duplicates can drop a held-out image)."""
+    from lmstack.vision.train import VisionTrainConfig, run_data
+
+    many = build_data(24, seed=0, n_train=400, n_val=40, numbers=0.8)
+    half = build_data(24, seed=0, n_train=400, n_val=40)
+    share = lambda d: np.mean([s.caption.startswith("the number") for s in d if s.kind == "text"])
+    assert 0.74 < share(many.train) < 0.86 and 0.42 < share(half.train) < 0.58
+    assert share(many.val) == share(half.val)
+    assert [s.caption for s in many.val] == [s.caption for s in half.val]
+    assert not {s.image.tobytes() for s in many.val} & {s.image.tobytes() for s in many.train}
+    again = run_data({"seed": 0, "n_train": 400, "n_val": 40, "numbers": 0.8}, 24)
+    assert [s.caption for s in again.train] == [s.caption for s in many.train]
+    with pytest.raises(LmstackError, match=r"numbers .* \[0.5, 1\]"):
+        build_data(24, numbers=0.3)
+    with pytest.raises(LmstackError, match="numbers"):
+        VisionTrainConfig(numbers=1.5)
+
+
+def test_longer_training_numbers_leave_the_held_out_side_alone():
+    """max_digits 4: training numbers of 1-4 digits, each length about as often; held-out still 0-99."""
+    from lmstack.vision.data import scene_samples
+    from lmstack.vision.train import VisionTrainConfig, run_data
+
+    long = build_data(24, seed=0, n_train=400, n_val=40, max_digits=4)
+    short = build_data(24, seed=0, n_train=400, n_val=40)
+    digits = lambda d: [len(s.qa[0][2]) for s in d if s.kind == "text" and s.qa[0][2].isdigit()]
+    counts = np.bincount(digits(long.train), minlength=5)[1:]
+    assert counts.min() > 0.6 * counts.mean() and max(digits(short.train)) == 2
+    held_out = {s.image.tobytes() for s in scene_samples("text", 40, 1, 24)}  # the held-out stream, seed 0
+    text_val = [s for s in long.val if s.kind == "text"]
+    assert len(text_val) > 30 and all(s.image.tobytes() in held_out for s in text_val)
+    assert max(digits(long.val)) == 2 and max(digits(short.val)) == 2
+    again = run_data({"seed": 0, "n_train": 400, "n_val": 40, "max_digits": 4}, 24)
+    assert [s.caption for s in again.train] == [s.caption for s in long.train]
+    with pytest.raises(LmstackError, match="max_digits"):
+        build_data(24, max_digits=5)
+    with pytest.raises(LmstackError, match="max_digits"):
+        VisionTrainConfig(max_digits=1)
+
+
 def test_fresh_scenes_redraw_each_epoch_never_a_held_out_image_and_replay(data, vlm):
     """fresh: epoch 0 and the held-out side are as without it; each later epoch has new scenes in the
     same kinds and counts, none a held-out image, the same on every call; batches replay by step."""
@@ -324,6 +416,25 @@ def vrun(vtok, vlm, tmp_path_factory):
     return d
 
 
+def test_a_short_run_records_its_data_options_and_rebuilds_its_data(tmp_path):
+    """The three stages end to end on a few steps; run.json holds what rebuilds the run's images."""
+    import json
+
+    from lmstack.vision.train import VisionTrainConfig, run_data, stage_config, train_vlm
+
+    cfg = VisionTrainConfig(out_dir=str(tmp_path / "v"), vision=VisionConfig(**SMALL), n_train=12, n_val=4,
+                            numbers=0.7, max_digits=3, group_images=True,
+                            **stage_config({"stage0": 2, "stage1": 2, "stage2": 3}, batch=4, device="cpu"))
+    info = train_vlm(cfg, progress=False)
+    saved = json.loads((tmp_path / "v" / "run.json").read_text())
+    assert (saved["numbers"], saved["max_digits"], saved["group_images"]) == (0.7, 3, True)
+    assert info["stages"]["stage2"]["steps"] == 3
+    again = run_data(saved, cfg.vision.image_size)
+    want = build_data(cfg.vision.image_size, 0, 12, 4, mix=cfg.mix, numbers=0.7, max_digits=3)
+    assert [s.caption for s in again.train] == [s.caption for s in want.train]
+    assert [s.caption for s in again.val] == [s.caption for s in want.val]
+
+
 def test_a_run_starts_from_another_runs_trained_encoder(vrun, vlm, data, tmp_path, capsys):
     from lmstack.vision.train import VisionTrainConfig, build_model, trained_encoder
 
@@ -370,6 +481,16 @@ def test_cli_asks_exports_and_evaluates(vrun, vlm, vtok, data, tmp_path, capsys)
     main(["eval", str(vrun), "--vision", "--limit", "4"])
     r = json.loads((vrun / "eval_vision.json").read_text())
     assert {"digit", "caption"} <= set(r["accuracy"]) and all(0 <= v["image"] <= 1 for v in r["accuracy"].values())
+
+
+def test_eval_splits_reading_into_words_and_numbers(vrun):
+    from lmstack.vision.evaluate import evaluate_vlm
+
+    acc = evaluate_vlm(vrun, progress=False)["accuracy"]
+    word, number, text = acc["text:word"], acc["text:number"], acc["text"]
+    assert word["n"] > 0 and number["n"] > 0 and word["n"] + number["n"] == text["n"]
+    for m in ("image", "blank image", "no image"):
+        assert abs(word[m] * word["n"] + number[m] * number["n"] - text[m] * text["n"]) < 1e-6
 
 
 def test_cli_bad_input(vrun, data, tmp_path, capsys):

@@ -140,11 +140,22 @@ def count_scene(rng: np.random.Generator, size: int) -> Sample:
     return Sample(np.asarray(img), f"{n} {colour} {plural}", [("count", QUESTIONS["count"], str(n))], "count")
 
 
-def text_scene(rng: np.random.Generator, size: int) -> Sample:
+def text_scene(rng: np.random.Generator, size: int, numbers: float = 0.5, max_digits: int = 2) -> Sample:
+    """A printed word or, with chance `numbers` (at least a half), a number 0-99; with `max_digits`
+    above 2, a number of 1 to max_digits digits, each length as likely (training only: a model that
+    must read 10,000 numbers cannot learn each as a picture of its own)."""
     from PIL import ImageFont
 
     is_word = bool(rng.integers(2))
-    text = WORDS[rng.integers(len(WORDS))] if is_word else str(int(rng.integers(0, 100)))
+    if is_word and numbers > 0.5:  # the extra draws only then: by default the stream is the held-out one
+        is_word = rng.random() >= 2 * numbers - 1
+    if is_word:
+        text = WORDS[rng.integers(len(WORDS))]
+    elif max_digits > 2:
+        n = int(rng.integers(1, max_digits + 1))
+        text = str(int(rng.integers(10 ** (n - 1) if n > 1 else 0, 10**n)))
+    else:
+        text = str(int(rng.integers(0, 100)))
     img, draw = _canvas(size)
     font = ImageFont.load_default(size=int(0.27 * size))
     x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
@@ -164,12 +175,14 @@ def _key(img: np.ndarray) -> bytes:
 
 
 def scene_samples(kind: str, n: int, seed: int, size: int, epoch: int = 0,
-                  skip: set[bytes] | None = None) -> list[Sample]:
-    """n scenes of a kind from the seed's stream (epoch 0) or epoch's own stream, none whose picture is in skip."""
+                  skip: set[bytes] | None = None, numbers: float = 0.5, max_digits: int = 2) -> list[Sample]:
+    """n scenes of a kind from the seed's stream (epoch 0) or epoch's own stream, none whose picture is
+    in skip; `numbers`, `max_digits`: text scenes' share of numbers and their longest (text_scene)."""
     rng = np.random.default_rng([seed, list(SCENES).index(kind)] + ([epoch] if epoch else []))
+    kw = {"numbers": numbers, "max_digits": max_digits} if kind == "text" else {}
     out: list[Sample] = []
     while len(out) < n:
-        s = SCENES[kind](rng, size)
+        s = SCENES[kind](rng, size, **kw)
         if not skip or _key(s.image) not in skip:
             out.append(s)
     return out
@@ -186,12 +199,20 @@ def shifted(s: Sample, rng: np.random.Generator, most: int) -> Sample:
 
 
 def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, val_digits: float = 0.2,
-               mix: dict[str, int] | None = None, fresh: bool = False, digit_shift: int = 0) -> VisionData:
+               mix: dict[str, int] | None = None, fresh: bool = False, digit_shift: int = 0,
+               numbers: float = 0.5, max_digits: int = 2) -> VisionData:
     """Train and held-out samples of every kind; held-out images never appear in training. `mix`
     multiplies the training side per kind: n_train * mix[kind] scenes of each generated kind, and the
     bundled digits mix["digit"] times over (None: one of each). `fresh`: every epoch after the first
     draws new scenes (same kinds, same counts) and moves each training digit by up to `digit_shift`
-    pixels each way, so a run sees new pictures every epoch while each kind keeps its share of the rows."""
+    pixels each way, so a run sees new pictures every epoch while each kind keeps its share of the rows.
+    `numbers`: the training text scenes' share of numbers (the held-out ones stay half and half): there
+    are 100 numbers to 24 words, so at a half each number is seen a quarter as often as each word.
+    `max_digits`: the training numbers' longest (held-out: 0-99)."""
+    if not 0.5 <= numbers <= 1:
+        raise LmstackError(f"numbers (the share of text scenes that are numbers) must be in [0.5, 1], got {numbers}")
+    if not 2 <= max_digits <= 4:  # four digits at the text's size still fit the picture
+        raise LmstackError(f"max_digits must be 2, 3 or 4, got {max_digits}")
     mix = {"digit": 1, **{k: 1 for k in SCENES}, **(mix or {})}
     digits = digit_samples(size)
     perm = np.random.default_rng([seed, 99]).permutation(len(digits))
@@ -199,7 +220,7 @@ def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, 
     train_digits = [digits[i] for i in perm[n_dv:]] * mix["digit"]
     train, val = list(train_digits), [digits[i] for i in perm[:n_dv]]
     for kind in SCENES:
-        train += scene_samples(kind, n_train * mix[kind], 2 * seed, size)
+        train += scene_samples(kind, n_train * mix[kind], 2 * seed, size, numbers=numbers, max_digits=max_digits)
         seen = {_key(s.image) for s in train}
         val += [s for s in scene_samples(kind, n_val, 2 * seed + 1, size) if _key(s.image) not in seen]
     held_out = {_key(s.image) for s in val}
@@ -212,6 +233,7 @@ def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, 
             moved = [shifted(s, rng, digit_shift) for s in train_digits]
             moved = [m if _key(m.image) not in held_out else s for m, s in zip(moved, train_digits, strict=True)]
         return moved + [s for kind in SCENES
-                        for s in scene_samples(kind, n_train * mix[kind], 2 * seed, size, epoch, held_out)]
+                        for s in scene_samples(kind, n_train * mix[kind], 2 * seed, size, epoch, held_out, numbers,
+                                               max_digits)]
 
     return VisionData(train, val, redraw if fresh else None)

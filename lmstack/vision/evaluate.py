@@ -15,14 +15,13 @@ import numpy as np
 
 from lmstack.io.files import write_json
 from lmstack.vision.ask import ask
-from lmstack.vision.data import CAPTION_PROMPT, build_data
-from lmstack.vision.train import load_vlm
+from lmstack.vision.data import CAPTION_PROMPT
+from lmstack.vision.train import load_vlm, run_data
 
 
 def evaluate_vlm(run_dir: str | Path, limit: int = 0, progress: bool = True) -> dict:
     vlm, tok, info = load_vlm(run_dir)
-    data = build_data(vlm.config.vision.image_size, info.get("seed", 0), info.get("n_train", 3000),
-                      info.get("n_val", 300), mix=info.get("mix"))
+    data = run_data(info, vlm.config.vision.image_size)
     val = data.val if not limit else data.val[::max(1, len(data.val) // limit)]
     items = [(s.image, q, a, kind) for s in val for kind, q, a in s.qa]
     items += [(s.image, CAPTION_PROMPT, s.caption, "caption") for s in val]
@@ -34,11 +33,17 @@ def evaluate_vlm(run_dir: str | Path, limit: int = 0, progress: bool = True) -> 
         "no image": ask(vlm, tok, [None] * len(items), [it[1] for it in items]),
     }
     seconds = time.perf_counter() - t0
-    kinds = sorted({it[3] for it in items})
     table = {}
-    for k in kinds:
-        idx = [i for i, it in enumerate(items) if it[3] == k]
-        table[k] = {"n": len(idx), **{m: float(np.mean([got[m][i] == items[i][2] for i in idx])) for m in got}}
+    for k in sorted({it[3] for it in items}):
+        groups = {k: [i for i, it in enumerate(items) if it[3] == k]}
+        if k == "text":  # reading a word and reading a number are learnt apart: show both
+            groups |= {f"text:{w}": [i for i in groups[k] if items[i][2].isdigit() == (w == "number")]
+                       for w in ("word", "number")}
+        for name, idx in groups.items():
+            if not idx:
+                continue
+            table[name] = {"n": len(idx), **{m: float(np.mean([got[m][i] == items[i][2] for i in idx]))
+                                             for m in got}}
     out = {"run": str(run_dir), "held_out_images": len(val), "questions": len(items), "accuracy": table,
            "seconds": seconds, "examples": [{"question": items[i][1], "answer": items[i][2], "got": got["image"][i]}
                                             for i in range(0, len(items), max(1, len(items) // 12))]}
@@ -49,7 +54,7 @@ def evaluate_vlm(run_dir: str | Path, limit: int = 0, progress: bool = True) -> 
 
 
 def format_table(table: dict) -> str:
-    lines = [f"{'question':<10} {'n':>5} {'image':>7} {'blank':>7} {'none':>7}"]
+    lines = [f"{'question':<12} {'n':>5} {'image':>7} {'blank':>7} {'none':>7}"]
     for k, r in table.items():
-        lines.append(f"{k:<10} {r['n']:>5} {r['image']:>7.1%} {r['blank image']:>7.1%} {r['no image']:>7.1%}")
+        lines.append(f"{k:<12} {r['n']:>5} {r['image']:>7.1%} {r['blank image']:>7.1%} {r['no image']:>7.1%}")
     return "\n".join(lines)

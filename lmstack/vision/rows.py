@@ -4,7 +4,9 @@ Each sample gives one conversation per question (and one asking for its caption)
 turn starts with the media marker, which `expand_images` turns into the image layout. Targets
 follow SFT's rule (assistant tokens only, through `encode_chat`'s mask). Rows are one image each,
 padded, and carry their image's packed pixels after the ids; a batch drops the padding columns
-that all its rows share.
+that all its rows share. With `group_images` an epoch visits the images in a seeded order, each
+image's rows side by side, so a batch holds several questions about one image and the model encodes
+that image once (`VLM.forward`); each question still has its own row, so no answer sees another's.
 """
 
 from __future__ import annotations
@@ -52,22 +54,25 @@ def trim_padding(x: torch.Tensor, y: torch.Tensor, seq_len: int) -> tuple[torch.
 
 
 class ImageRows:
-    """A BatchSource of rows (ids + packed pixels, targets): each epoch visits every row once, seeded.
-    With `redraw`, epoch e > 0 has the rows of redraw(e)'s images (the same count), built when first
-    asked for; a batch depends only on its step, so a resumed run sees the same rows."""
+    """A BatchSource of rows (ids + packed pixels, targets): each epoch visits every row once, seeded,
+    in a plain shuffle or, with `group_images`, the rows of one image together. With `redraw`, epoch
+    e > 0 has the rows of redraw(e)'s images (the same count), built when first asked for; a batch
+    depends only on its step, so a resumed run sees the same rows."""
 
     def __init__(self, tok: Tokenizer, cfg: VisionConfig, train: list[Sample], val: list[Sample], seq_len: int,
                  batch_size: int, seed: int = 0, captions: bool = True, questions: bool = True,
-                 redraw: Callable[[int], list[Sample]] | None = None):
+                 redraw: Callable[[int], list[Sample]] | None = None, group_images: bool = False):
         self.batch_size, self.seed, self.redraw, self.seq_len = batch_size, seed, redraw, seq_len
+        self.group_images = group_images
         self._build = lambda samples: self._rows(tok, cfg, samples, seq_len, captions, questions)
-        self.x, self.y = self._build(train)
-        self.vx, self.vy = self._build(val)
-        self._epochs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {0: (self.x, self.y)}
+        self.x, self.y, self.image_of = self._build(train)
+        self.vx, self.vy, _ = self._build(val)
+        self._epochs: dict[int, tuple] = {0: (self.x, self.y, self._order(0, self.image_of))}
 
-    def _rows(self, tok, cfg, samples, seq_len, captions, questions) -> tuple[torch.Tensor, torch.Tensor]:
-        examples, images, cache = [], [], {}
-        for s in samples:
+    def _rows(self, tok, cfg, samples, seq_len, captions, questions) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """(x, y, the index of each row's image)."""
+        examples, images, image_of, cache = [], [], [], {}
+        for i, s in enumerate(samples):
             pix = pack_pixels(s.image, cfg)
             for q, a in pairs(s, captions, questions):
                 if (q, a) not in cache:  # answers repeat across images: render each text once
@@ -77,6 +82,7 @@ class ImageRows:
                     raise LmstackError(f"a {len(x)}-token example is longer than the {seq_len}-token rows")
                 examples.append((x, y))
                 images.append(pix)
+                image_of.append(i)
         pad = tok.special_ids.get("<|pad|>", tok.end_of_text_id)
         xs = np.full((len(examples), seq_len), pad, dtype=np.int64)  # one example per row, padded
         ys = np.full((len(examples), seq_len), -1, dtype=np.int64)
@@ -86,7 +92,21 @@ class ImageRows:
         if len(xs) and not (n_pad == 2 * cfg.tokens_per_view).all():  # VLM.forward puts one image's features there
             raise LmstackError(f"a training row must hold one image's {2 * cfg.tokens_per_view} image positions")
         px = np.stack(images) if images else np.zeros((0, pixel_words(cfg)), np.int64)
-        return torch.from_numpy(np.concatenate([xs, px], axis=1)), torch.from_numpy(ys)
+        return (torch.from_numpy(np.concatenate([xs, px], axis=1)), torch.from_numpy(ys),
+                np.asarray(image_of, dtype=np.int64))
+
+    def _order(self, epoch: int, image_of: np.ndarray) -> np.ndarray:
+        """The epoch's row order: a seeded shuffle of the images, each image's rows in a run (its rows
+        are consecutive when built), or of the rows themselves without `group_images`."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if not self.group_images or not len(image_of):
+            return rng.permutation(len(image_of))
+        starts = np.flatnonzero(np.r_[True, image_of[1:] != image_of[:-1]])
+        sizes = np.diff(np.r_[starts, len(image_of)])
+        perm = rng.permutation(len(starts))
+        first = np.repeat(starts[perm], sizes[perm])  # each row's image's first row, in the new order
+        within = np.arange(len(image_of)) - np.repeat(np.cumsum(sizes[perm]) - sizes[perm], sizes[perm])
+        return first + within
 
     def __len__(self) -> int:
         return len(self.x)
@@ -97,19 +117,21 @@ class ImageRows:
         xs, ys = [], []
         for epoch in np.unique(slots // n):
             sel = slots[slots // n == epoch] % n
-            x, y = self._epoch_rows(int(epoch))
-            rows = torch.from_numpy(np.random.default_rng([self.seed, int(epoch)]).permutation(n)[sel])
+            x, y, order = self._epoch_rows(int(epoch))
+            rows = torch.from_numpy(order[sel])
             xs.append(x[rows])
             ys.append(y[rows])
         return trim_padding(torch.cat(xs), torch.cat(ys), self.seq_len)
 
-    def _epoch_rows(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.redraw is None:
-            return self.x, self.y
+    def _epoch_rows(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         if epoch not in self._epochs:
-            rows = self._build(self.redraw(epoch))
-            if len(rows[0]) != len(self.x):
-                raise LmstackError(f"epoch {epoch} has {len(rows[0])} rows, epoch 0 {len(self.x)}")
+            if self.redraw is None:
+                rows = (self.x, self.y, self._order(epoch, self.image_of))
+            else:
+                x, y, image_of = self._build(self.redraw(epoch))
+                if len(x) != len(self.x):
+                    raise LmstackError(f"epoch {epoch} has {len(x)} rows, epoch 0 {len(self.x)}")
+                rows = (x, y, self._order(epoch, image_of))
             self._epochs = {e: r for e, r in self._epochs.items() if e in (0, epoch - 1)} | {epoch: rows}
         return self._epochs[epoch]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lmstack.checks import ConfigError, check_int
+from lmstack.checks import ConfigError, check_float, check_int
 from lmstack.errors import LmstackError
 from lmstack.io.checkpoint import load_checkpoint, save_checkpoint
 from lmstack.io.conversations import Conversation
@@ -42,8 +42,9 @@ def _stage(steps: int, batch: int, lr: float, **kw) -> TrainConfig:
                        log_every=10, **kw)
 
 
-DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 9000}
+DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 18000}
 DEFAULT_MIX = {"digit": 2, "shape": 1, "count": 2, "text": 3}  # reading and counting need the most rows
+DEFAULT_NUMBERS = 0.5  # the training text scenes' share of numbers
 DEFAULT_LR = {"stage0": 3e-3, "stage1": 2e-3, "stage2": 2e-3}
 
 
@@ -73,6 +74,11 @@ class VisionTrainConfig:
     # every epoch after the first draws new scenes (data.build_data): more distinct images, same mix
     fresh_scenes: bool = True
     digit_shift: int = 0  # with fresh_scenes: pixels each fresh epoch moves a training digit, at most
+    numbers: float = DEFAULT_NUMBERS  # the training text scenes' share of numbers (data.build_data)
+    max_digits: int = 2  # the training numbers' longest (data.text_scene; held-out: 0-99)
+    # stage 2's batches hold an image's questions side by side, so it is encoded once (rows.ImageRows):
+    # a cheaper step, but fewer images a step (measured in docs/vision.md)
+    group_images: bool = False
     seed: int = 0
     lora: LoRAConfig | None = None  # for a real base: LoRA on the language side in stage 2
     stage0: TrainConfig = field(default_factory=lambda: stage_config()["stage0"])
@@ -87,6 +93,8 @@ class VisionTrainConfig:
         check_int("n_train", self.n_train, 1)
         check_int("n_val", self.n_val, 1)
         check_int("digit_shift", self.digit_shift, 0)
+        check_float("numbers", self.numbers, 0.5, 1.0)
+        check_int("max_digits", self.max_digits, 2, 4)
         if self.digit_shift and not self.fresh_scenes:
             raise ConfigError("digit_shift moves the digits of fresh epochs: it needs fresh_scenes")
         for kind, times in self.mix.items():
@@ -187,7 +195,8 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
         resolve_device(tc.device)
     t0 = time.perf_counter()
     data = build_data(cfg.vision.image_size, cfg.seed, cfg.n_train, cfg.n_val, mix=cfg.mix,
-                      fresh=cfg.fresh_scenes, digit_shift=cfg.digit_shift)
+                      fresh=cfg.fresh_scenes, digit_shift=cfg.digit_shift, numbers=cfg.numbers,
+                      max_digits=cfg.max_digits)
     vlm, tok, template = build_model(cfg, data)
     if template:
         tok.chat_template = template
@@ -217,7 +226,7 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
         for p in vlm.parameters():
             p.requires_grad_(True)
     vqa = ImageRows(tok, cfg.vision, data.train, data.val, cfg.seq_len, cfg.stage2.batch_size, cfg.seed + 1,
-                    redraw=data.redraw)
+                    redraw=data.redraw, group_images=cfg.group_images)
     results["stage2"] = _run_stage("stage2", vlm, vqa, cfg.stage2, run_dir, tok, progress)
     if cfg.lora is not None:
         merge_lora(vlm.lm)
@@ -225,7 +234,8 @@ def train_vlm(cfg: VisionTrainConfig, progress: bool = True) -> dict:
     info = {"kind": "vlm", "base": cfg.base, "encoder_from": cfg.encoder, "chat_template": template,
             "seq_len": cfg.seq_len,
             "seed": cfg.seed, "n_train": cfg.n_train, "mix": cfg.mix, "fresh_scenes": cfg.fresh_scenes,
-            "digit_shift": cfg.digit_shift,
+            "digit_shift": cfg.digit_shift, "numbers": cfg.numbers, "max_digits": cfg.max_digits,
+            "group_images": cfg.group_images,
             "n_val": cfg.n_val, "lm_preset": cfg.lm_preset,
             "lora": asdict(cfg.lora) if cfg.lora else None, "model_config": vlm.config.to_dict(),
             "params": vlm.num_params(), "image_tokens": 2 * cfg.vision.tokens_per_view,
@@ -255,6 +265,13 @@ def load_vlm(run_dir: str | Path) -> tuple[VLM, Tokenizer, dict]:
     vlm.load_state_dict(state["model"], strict=False)
     tok = Tokenizer.load(run_dir / "tokenizer.json", chat_template=info.get("chat_template"))
     return vlm.eval(), tok, info
+
+
+def run_data(info: dict, image_size: int) -> VisionData:
+    """The images a run trained and was held out on, rebuilt from its run.json."""
+    return build_data(image_size, info.get("seed", 0), info.get("n_train", 3000), info.get("n_val", 300),
+                      mix=info.get("mix"), numbers=info.get("numbers", 0.5),
+                      max_digits=info.get("max_digits", 2))
 
 
 def is_vlm_run(path: str | Path) -> bool:

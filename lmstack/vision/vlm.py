@@ -82,7 +82,11 @@ class VLM(nn.Module):
         """x: (B, T + W) token ids then packed pixels of one image per row (see pack_pixels); a row's
         pad positions, if any, are its image's (both views: ImageRows builds them so)."""
         ids, pixels = split_packed(x, self.config.vision)
-        f = self.image_features(normalise(pixels.to(x.device), self.config.vision))
+        # rows about one image (ImageRows puts them side by side) share one pass through the encoder:
+        # the same features and, through the index, the sum of their gradients
+        images, which = torch.unique(pixels.reshape(len(pixels), -1), dim=0, return_inverse=True)
+        f = self.image_features(normalise(images.reshape(-1, *pixels.shape[1:]).to(x.device), self.config.vision))
+        f = f[which.to(f.device)]
         return self.lm(ids, targets, reduction, embeds=self.place(ids, torch.cat([f, f], dim=1)))
 
     def place(self, ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
