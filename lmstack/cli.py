@@ -669,7 +669,7 @@ def add_vision(sub) -> None:
                         "(default; --no-fresh-scenes: the same scenes every epoch)")
     s.add_argument("--digit-shift", type=int, default=0,
                    help="with --fresh-scenes: move each training digit by up to this many pixels each epoch")
-    s.add_argument("--numbers", type=float,
+    s.add_argument("--numbers", type=float, default=0.5,
                    help="the share of training text scenes that are numbers, 0.5-1 (held-out: half)")
     s.add_argument("--max-digits", type=int, default=2,
                    help="training numbers have 1 to this many digits, 2-4 (held-out: 0-99)")
@@ -713,10 +713,9 @@ def cmd_vision(a) -> None:
             mix[kind.strip()] = int(times)
         except ValueError:
             raise LmstackError(f"--mix takes kind=times pairs, got {part!r}") from None
-    numbers = vt.DEFAULT_NUMBERS if a.numbers is None else a.numbers
     cfg = vt.VisionTrainConfig(out_dir=a.out, base=a.base, seed=a.seed, vision=vision, encoder=a.encoder,
                                n_train=a.n_train, mix={**vt.DEFAULT_MIX, **mix}, fresh_scenes=a.fresh_scenes,
-                               digit_shift=a.digit_shift, numbers=numbers, max_digits=a.max_digits,
+                               digit_shift=a.digit_shift, numbers=a.numbers, max_digits=a.max_digits,
                                group_images=a.group_images,
                                lora=LoRAConfig(rank=a.lora_rank, alpha=2.0 * a.lora_rank) if a.base else None,
                                **vt.stage_config(steps, a.batch_size, a.device))

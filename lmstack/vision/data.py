@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmstack.checks import check_float, check_int
 from lmstack.errors import LmstackError
 
 SHAPES = ("circle", "square", "triangle", "diamond")
@@ -209,10 +210,8 @@ def build_data(size: int, seed: int = 0, n_train: int = 3000, n_val: int = 300, 
     `numbers`: the training text scenes' share of numbers (the held-out ones stay half and half): there
     are 100 numbers to 24 words, so at a half each number is seen a quarter as often as each word.
     `max_digits`: the training numbers' longest (held-out: 0-99)."""
-    if not 0.5 <= numbers <= 1:
-        raise LmstackError(f"numbers (the share of text scenes that are numbers) must be in [0.5, 1], got {numbers}")
-    if not 2 <= max_digits <= 4:  # four digits at the text's size still fit the picture
-        raise LmstackError(f"max_digits must be 2, 3 or 4, got {max_digits}")
+    check_float("numbers", numbers, 0.5, 1)
+    check_int("max_digits", max_digits, 2, 4)  # four digits at the text's size still fit the picture
     mix = {"digit": 1, **{k: 1 for k in SCENES}, **(mix or {})}
     digits = digit_samples(size)
     perm = np.random.default_rng([seed, 99]).permutation(len(digits))

@@ -96,17 +96,15 @@ class ImageRows:
                 np.asarray(image_of, dtype=np.int64))
 
     def _order(self, epoch: int, image_of: np.ndarray) -> np.ndarray:
-        """The epoch's row order: a seeded shuffle of the images, each image's rows in a run (its rows
-        are consecutive when built), or of the rows themselves without `group_images`."""
+        """The epoch's row order: a seeded shuffle of the rows or, with `group_images`, of the images,
+        each image's rows together."""
         rng = np.random.default_rng([self.seed, epoch])
-        if not self.group_images or not len(image_of):
+        if not self.group_images:
             return rng.permutation(len(image_of))
-        starts = np.flatnonzero(np.r_[True, image_of[1:] != image_of[:-1]])
-        sizes = np.diff(np.r_[starts, len(image_of)])
-        perm = rng.permutation(len(starts))
-        first = np.repeat(starts[perm], sizes[perm])  # each row's image's first row, in the new order
-        within = np.arange(len(image_of)) - np.repeat(np.cumsum(sizes[perm]) - sizes[perm], sizes[perm])
-        return first + within
+        images, row_image = np.unique(image_of, return_inverse=True)
+        place = np.empty(len(images), dtype=np.int64)
+        place[rng.permutation(len(images))] = np.arange(len(images))  # each image's place in the epoch
+        return np.argsort(place[row_image], kind="stable")
 
     def __len__(self) -> int:
         return len(self.x)

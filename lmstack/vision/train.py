@@ -44,7 +44,6 @@ def _stage(steps: int, batch: int, lr: float, **kw) -> TrainConfig:
 
 DEFAULT_STEPS = {"stage0": 300, "stage1": 600, "stage2": 18000}
 DEFAULT_MIX = {"digit": 2, "shape": 1, "count": 2, "text": 3}  # reading and counting need the most rows
-DEFAULT_NUMBERS = 0.5  # the training text scenes' share of numbers
 DEFAULT_LR = {"stage0": 3e-3, "stage1": 2e-3, "stage2": 2e-3}
 
 
@@ -74,7 +73,7 @@ class VisionTrainConfig:
     # every epoch after the first draws new scenes (data.build_data): more distinct images, same mix
     fresh_scenes: bool = True
     digit_shift: int = 0  # with fresh_scenes: pixels each fresh epoch moves a training digit, at most
-    numbers: float = DEFAULT_NUMBERS  # the training text scenes' share of numbers (data.build_data)
+    numbers: float = 0.5  # the training text scenes' share of numbers (data.build_data)
     max_digits: int = 2  # the training numbers' longest (data.text_scene; held-out: 0-99)
     # stage 2's batches hold an image's questions side by side, so it is encoded once (rows.ImageRows):
     # a cheaper step, but fewer images a step (measured in docs/vision.md)
@@ -93,7 +92,7 @@ class VisionTrainConfig:
         check_int("n_train", self.n_train, 1)
         check_int("n_val", self.n_val, 1)
         check_int("digit_shift", self.digit_shift, 0)
-        check_float("numbers", self.numbers, 0.5, 1.0)
+        check_float("numbers", self.numbers, 0.5, 1)
         check_int("max_digits", self.max_digits, 2, 4)
         if self.digit_shift and not self.fresh_scenes:
             raise ConfigError("digit_shift moves the digits of fresh epochs: it needs fresh_scenes")
